@@ -11,8 +11,8 @@ namespace SafetyNotebooks.Teaching;
 /// </summary>
 public static class Check
 {
-    /// <summary>Where ✓ lines go (stdout by default).</summary>
-    public static TextWriter Out { get; set; } = Console.Out;
+    /// <summary>Where ✓ lines go; null (the default) means the current <see cref="Console.Out"/>, which notebook kernels swap per cell.</summary>
+    public static TextWriter? Out { get; set; }
 
     static string F(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
 

@@ -15,8 +15,8 @@ namespace SafetyNotebooks.Teaching;
 /// </summary>
 public static class Exercises
 {
-    /// <summary>Where results go (stdout by default).</summary>
-    public static TextWriter Out { get; set; } = Console.Out;
+    /// <summary>Where results go; null (the default) means the current <see cref="Console.Out"/>, which notebook kernels swap per cell.</summary>
+    public static TextWriter? Out { get; set; }
 
     /// <summary>
     /// Runs <paramref name="learner"/> and <paramref name="reference"/> on <paramref name="trials"/>

@@ -1,0 +1,38 @@
+using SafetyNotebooks.Plotting;
+
+namespace SafetyNotebooks.Tests.Plotting;
+
+public class OfflineHtmlTests
+{
+    [Fact]
+    public void TheEmbeddedPlotlyJsIsTheRealLibraryAndNeedsNoNetwork()
+    {
+        var js = OfflineHtml.PlotlyJs;
+        Assert.True(js.Length > 1_000_000, "plotly.min.js is over 1 MB");
+        Assert.Contains("plotly.js v" + OfflineHtml.PlotlyJsVersion, js);
+        var tag = OfflineHtml.PlotlyScriptTag();
+        Assert.Contains(OfflineHtml.BundleMarker, tag);
+        Assert.StartsWith("<script type=\"text/javascript\">", tag);          // inline, not a reference
+        Assert.DoesNotContain("<script src=", tag);
+        Assert.DoesNotContain("require.config", tag);                         // no RequireJS/CDN loader
+    }
+
+    [Fact]
+    public void AChartDivCarriesItsDataTitleAndAxisTitles()
+    {
+        var chart = Plots.Line("Loss curve", "step", "loss (nats)", new double[] { 3, 2, 1 }, "train");
+        var html = OfflineHtml.ChartDiv(chart);
+        Assert.Contains("\"y\":[3.0,2.0,1.0]", html);
+        Assert.Contains("Loss curve", html);
+        Assert.Contains("loss (nats)", html);
+        Assert.DoesNotContain(OfflineHtml.BundleMarker, html);
+        Assert.Contains(OfflineHtml.BundleMarker, OfflineHtml.ChartDiv(chart, includePlotlyJs: true));
+    }
+
+    [Fact]
+    public void HeatmapRejectsMismatchedLabels()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Plots.Heatmap("t", "x", "y", new double[2, 3], new[] { "a", "b" }));
+        Assert.Contains("2×3", e.Message);
+    }
+}
