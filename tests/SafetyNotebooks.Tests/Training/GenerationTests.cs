@@ -102,6 +102,18 @@ public class GenerationTests
     }
 
     [Fact]
+    public void GenerateText_WithSyntheticTokenizer()
+    {
+        // tokens t0..t2 plus <bos> = 3, also used as EOS here.
+        var tok = new SafetyNotebooks.Tokenization.SyntheticTokenizer(3, new[] { "<bos>" }, bosToken: "<bos>", eosToken: "<bos>");
+        var model = new MarkovLogits(Table);
+        // prompt "t1": 1 → 3 (= EOS, stop). Decoded text keeps the generated EOS name.
+        Assert.Equal("t1 <bos>", Generation.GenerateText(model, tok, "t1", GenerationOptions.Greedy(5)));
+        // prompt "t0": 0 → 2 → 1 → 3 (EOS)
+        Assert.Equal("t0 t2 t1 <bos>", Generation.GenerateText(model, tok, "t0", GenerationOptions.Greedy(5)));
+    }
+
+    [Fact]
     public void ContextWindow_CropsInput()
     {
         var model = new MarkovLogits(Table);

@@ -41,3 +41,15 @@ static class TinyModels
         return nn.Sequential(("emb", nn.Embedding(vocab, dim)), ("head", nn.Linear(dim, vocab)));
     }
 }
+
+/// <summary>A 2-D parameter [1, 2] broadcast to logits [batch, pos, 2].</summary>
+sealed class MatrixParam : nn.Module<Tensor, Tensor>
+{
+    public readonly Parameter W;
+    public MatrixParam(float a, float b) : base(nameof(MatrixParam))
+    {
+        W = nn.Parameter(torch.tensor(new[] { a, b }).reshape(1, 2));
+        register_parameter("w", W);
+    }
+    public override Tensor forward(Tensor tokens) => W[0].expand(tokens.shape[0], tokens.shape[1], 2);
+}

@@ -99,6 +99,31 @@ public class TrainerTests
     }
 
     [Fact]
+    public void WeightDecay_AppliesToMatrices_Decoupled()
+    {
+        // Zero gradient → Adam's step is 0, so the only change is AdamW's decoupled decay: w ← w·(1 − lr·wd).
+        var model = new MatrixParam(2f, -4f);
+        var cfg = new TrainerConfig { MaxSteps = 1, LearningRate = 0.1, WeightDecay = 0.5, ConsoleProgress = false };
+        var trainer = new Trainer(model, cfg).WithLoss((logits, _) => logits.sum() * 0);
+        using var tokens = zeros(new long[] { 1, 1 }, dtype: ScalarType.Int64);
+        trainer.Train((_, _) => new TrainingBatch(tokens.alias()));
+        var w = model.W.data<float>().ToArray();
+        Assert.Equal(2 * 0.95, w[0], 5);
+        Assert.Equal(-4 * 0.95, w[1], 5);
+    }
+
+    [Fact]
+    public void TrainedBigram_GreedyGenerationCountsUp()
+    {
+        using var data = CountingData(16, 12);
+        var model = TinyModels.Bigram(V, 16, seed: 1);
+        new Trainer(model, Quiet(150) with { WarmupSteps = 10 }).Train(data);
+        using var prompt = tensor(new long[] { 3, 6 }).reshape(2, 1);
+        using var r = Generation.Generate(model, prompt, GenerationOptions.Greedy(5));
+        Assert.Equal(new long[] { 3, 4, 5, 6, 7, 0,   6, 7, 0, 1, 2, 3 }, r.Tokens.data<long>().ToArray());
+    }
+
+    [Fact]
     public void ThreeHundredSteps_NoLiveTensorGrowth()
     {
         var task = new SequenceTransformTask(SequenceTransform.Copy, 5, 4);
