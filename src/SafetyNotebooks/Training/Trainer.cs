@@ -84,7 +84,12 @@ public sealed class Trainer
     /// </summary>
     public Func<nn.Module<Tensor, Tensor>, IReadOnlyDictionary<string, double>>? Evaluator { get; set; }
 
-    /// <summary>Receives a <see cref="TrainingProgress"/> after every update (synchronously, on the training thread).</summary>
+    /// <summary>
+    /// Receives a <see cref="TrainingProgress"/> after every update, called synchronously on the training thread (so a
+    /// plain <see cref="IProgress{T}"/> implementation sees every step in order; note that <see cref="Progress{T}"/>
+    /// instead posts to its captured context and may run later). Independent of the console line
+    /// (<see cref="TrainerConfig.ConsoleProgress"/>).
+    /// </summary>
     public IProgress<TrainingProgress>? Progress { get; set; }
 
     /// <summary>Every update's record, in order.</summary>

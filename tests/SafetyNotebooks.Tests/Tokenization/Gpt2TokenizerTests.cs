@@ -46,6 +46,18 @@ public class Gpt2TokenizerTests
     }
 
     [Fact]
+    public void BatchToTokens_PadsWithEndOfText()
+    {
+        TorchRuntime.EnsureLoaded();
+        using var b = Tok.ToTokens(new[] { "Hello world", " the" });
+        Assert.Equal(new long[] { 50256, 15496, 995,   50256, 262, 50256 }, b.Tokens.data<long>().ToArray());
+        Assert.Equal(new long[] { 1, 1, 1,   1, 1, 0 }, b.AttentionMask.data<long>().ToArray());
+        using var left = Tok.ToTokens(new[] { "Hello world", " the" }, paddingSide: PaddingSide.Left);
+        Assert.Equal(new long[] { 50256, 15496, 995,   50256, 50256, 262 }, left.Tokens.data<long>().ToArray());
+        Assert.Equal(new long[] { 1, 1, 1,   0, 1, 1 }, left.AttentionMask.data<long>().ToArray());
+    }
+
+    [Fact]
     public void ToStrTokens_GivesEachTokensText()
     {
         Assert.Equal(new[] { "<|endoftext|>", "Hello", " world" }, Tok.ToStrTokens("Hello world"));
