@@ -74,6 +74,7 @@ public static class TokenizerExtensions
     {
         if (tokens.dim() != 2) throw new ArgumentException("Expected [batch, pos].", nameof(tokens));
         long width = tokens.shape[1];
+        using var scope = torch.NewDisposeScope();
         var ids = tokens.to_type(ScalarType.Int64).cpu().data<long>().ToArray();
         var mask = attentionMask?.to_type(ScalarType.Int64).cpu().data<long>().ToArray();
         var result = new string[tokens.shape[0]];
@@ -102,6 +103,7 @@ public static class TokenizerExtensions
 
     static int[] Row(Tensor tokens)
     {
+        using var scope = torch.NewDisposeScope();
         if (tokens.dim() == 2 && tokens.shape[0] == 1) tokens = tokens[0];
         else if (tokens.dim() != 1) throw new ArgumentException("Expected a 1-D tensor or shape [1, pos]; use ToStrings for batches.", nameof(tokens));
         return tokens.to_type(ScalarType.Int64).cpu().data<long>().Select(x => checked((int)x)).ToArray();

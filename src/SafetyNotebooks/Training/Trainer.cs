@@ -128,6 +128,32 @@ public sealed class Trainer
             return task.Metrics(model.call(evalBatch.Tokens), evalBatch);
         };
 
+    /// <summary>
+    /// An evaluator computing <c>loss</c> (with this trainer's <see cref="Loss"/>) and next-token <c>accuracy</c> on a
+    /// fixed held-out set, in chunks of <see cref="TrainerConfig.BatchSize"/> rows (averaged by rows).
+    /// </summary>
+    public Func<nn.Module<Tensor, Tensor>, IReadOnlyDictionary<string, double>> HeldOutEvaluator(Tensor tokens, Tensor? targetMask = null) =>
+        model =>
+        {
+            long n = tokens.shape[0];
+            double loss = 0, acc = 0;
+            for (long start = 0; start < n; start += Config.BatchSize)
+            {
+                using var scope = torch.NewDisposeScope();
+                long len = Math.Min(Config.BatchSize, n - start);
+                var x = tokens.narrow(0, start, len);
+                var m = targetMask?.narrow(0, start, len);
+                var logits = model.call(x);
+                loss += Loss(logits, x, m).item<float>() * len;
+                acc += Losses.NextTokenAccuracy(logits, x, m) * len;
+            }
+            return new Dictionary<string, double> { ["loss"] = loss / n, ["accuracy"] = acc / n };
+        };
+
+    /// <summary>Trains on random windows of a token stream (<see cref="TokenWindows.Sample"/>), <paramref name="length"/> tokens per row.</summary>
+    public IReadOnlyList<TrainingRecord> Train(IReadOnlyList<int> tokenStream, int length) =>
+        Train((_, rng) => new TrainingBatch(TokenWindows.Sample(tokenStream, Config.BatchSize, length, rng)));
+
     /// <summary>Trains on fresh batches of <paramref name="task"/> drawn with the trainer's seeded data rng.</summary>
     public IReadOnlyList<TrainingRecord> Train(ISyntheticTask task) => Train((_, rng) =>
     {

@@ -202,3 +202,24 @@ public class SyntheticTasksTests
         Assert.Equal(0.5, m["sequence_accuracy"], 10);
     }
 }
+
+public class TokenWindowsTests
+{
+    [Fact]
+    public void WindowsAreContiguousSlices_AndSeeded()
+    {
+        TorchRuntime.EnsureLoaded();
+        var ids = Enumerable.Range(100, 50).ToArray(); // 100..149, so a window starting at s is s+100, s+101, …
+        using var a = TokenWindows.Sample(ids, 6, 5, new Random(4));
+        using var b = TokenWindows.Sample(ids, 6, 5, new Random(4));
+        Assert.Equal(a.data<long>().ToArray(), b.data<long>().ToArray());
+        var flat = a.data<long>().ToArray();
+        for (int r = 0; r < 6; r++)
+        {
+            long first = flat[r * 5];
+            Assert.InRange(first, 100, 145);
+            for (int i = 0; i < 5; i++) Assert.Equal(first + i, flat[r * 5 + i]);
+        }
+        Assert.Throws<ArgumentException>(() => TokenWindows.Sample(ids[..3], 1, 5, new Random(0)));
+    }
+}

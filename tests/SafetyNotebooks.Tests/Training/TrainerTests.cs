@@ -42,6 +42,22 @@ public class TrainerTests
     }
 
     [Fact]
+    public void TokenStream_AndHeldOutEvaluator()
+    {
+        // stream 0,1,…,7,0,1,… : next token is (t+1) mod 8.
+        var stream = Enumerable.Range(0, 400).Select(i => i % V).ToArray();
+        using var heldOut = CountingData(4, 10);
+        var model = TinyModels.Bigram(V, 16, seed: 7);
+        var trainer = new Trainer(model, Quiet(120) with { EvalEvery = 60 });
+        trainer.Evaluator = trainer.HeldOutEvaluator(heldOut);
+        trainer.Train(stream, length: 9);
+        var last = trainer.Records[^1].Eval!;
+        Assert.Equal(1.0, last["eval/accuracy"]);
+        Assert.True(last["eval/loss"] < 0.2, $"eval/loss {last["eval/loss"]}");
+        Assert.NotNull(trainer.Records[59].Eval);
+    }
+
+    [Fact]
     public void SameSeed_IdenticalLossHistory()
     {
         double[] Run()

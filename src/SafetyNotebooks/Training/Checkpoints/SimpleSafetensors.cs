@@ -29,7 +29,8 @@ internal static class SimpleSafetensors
         {
             if (!Types.TryGetValue(t.dtype, out var ty))
                 throw new NotSupportedException($"Tensor '{name}' has dtype {t.dtype}; checkpoints support F32, F64, I64, I32 and BOOL.");
-            using var c = t.detach().cpu().contiguous();
+            using var scope = torch.NewDisposeScope();
+            var c = t.detach().cpu().contiguous();
             byte[] bytes = t.dtype switch
             {
                 ScalarType.Float32 => MemoryMarshal.AsBytes(c.data<float>().ToArray().AsSpan()).ToArray(),
