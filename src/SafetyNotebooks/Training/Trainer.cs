@@ -203,7 +203,10 @@ public sealed class Trainer
             _dataRng = new Random(Config.Seed);
         }
         var rng = _dataRng ??= new Random(Config.Seed);
-        IProgress<TrainingProgress>? console = Config.ConsoleProgress ? new ConsoleProgressReporter() : null;
+        // Live progress goes through Runtime.Progress: one updating output in a notebook (after the
+        // setup cell), an in-place or every-10% line on the console elsewhere.
+        using var live = Config.ConsoleProgress ? SafetyNotebooks.Runtime.Progress.Start("training", Config.MaxSteps) : null;
+        IReadOnlyDictionary<string, double>? lastEval = null;
         var sw = Stopwatch.StartNew();
         bool wasTraining = Model.training;
         Model.train();
@@ -238,7 +241,13 @@ public sealed class Trainer
                 _records.Add(new TrainingRecord(Step, lossValue, lr, gradNorm, eval));
                 var p = new TrainingProgress(Step, Config.MaxSteps, lossValue, lr, gradNorm, sw.Elapsed, eval);
                 Progress?.Report(p);
-                console?.Report(p);
+                if (eval != null) lastEval = eval;
+                if (live != null)
+                {
+                    var metrics = new List<(string, double)> { ("loss", lossValue), ("lr", lr) };
+                    if (lastEval != null) metrics.AddRange(lastEval.Select(kv => (kv.Key, kv.Value)));
+                    live.Report(Step, metrics.ToArray());
+                }
             }
         }
         finally

@@ -40,6 +40,6 @@ public sealed record TrainerConfig
     public int CheckpointEvery { get; init; }
     /// <summary>Folder for <c>step-{n}.safetensors</c> checkpoints; created if missing. Default null (off).</summary>
     public string? CheckpointDir { get; init; }
-    /// <summary>Print a progress line to the console (in place on a terminal, every ~10% otherwise). Default true.</summary>
+    /// <summary>Show live progress: one updating output in a notebook, a line on the console (in place on a terminal, every ~10% otherwise). Default true.</summary>
     public bool ConsoleProgress { get; init; } = true;
 }
