@@ -41,8 +41,8 @@ public static class Formatters
     /// <summary>Plain-text form: the header, then values (small) or a summary (large).</summary>
     public static string TensorText(Tensor t)
     {
-        var sb = new StringBuilder(Header(t));
         if (t.IsInvalid) return "Tensor (disposed)";
+        var sb = new StringBuilder(Header(t));
         using var scope = NewDisposeScope();
         var v = t.detach().cpu();
         if (IsSmall(v))

@@ -43,15 +43,17 @@ public sealed class NotebookExecutor
     {
         var result = new NotebookResult { Notebook = doc.Name };
         var total = Stopwatch.StartNew();
+        // The same C# kernel set-up as dotnet-interactive's Jupyter host: #r "nuget:...", display(), #!who.
         var csharp = new CSharpKernel().UseNugetDirective((k, refs) =>
         {
             k.AddAssemblyReferences(refs.SelectMany(r => r.AssemblyPaths));
             return Task.CompletedTask;
-        }, false);
+        }, false).UseKernelHelpers().UseValueSharing().UseWho().UseImportMagicCommand();
         using var kernel = new CompositeKernel { csharp };
         kernel.DefaultKernelName = csharp.Name;
 
         int executionCount = 0;
+        long lastEcho = 0;
         result.CodeCells = doc.Cells.OfType<JsonObject>().Count(c => c["cell_type"]?.GetValue<string>() == "code");
         for (int i = 0; i < doc.Cells.Count; i++)
         {
@@ -74,7 +76,9 @@ public sealed class NotebookExecutor
                     if (text != null && text.Contains("class=\"sn-progress\""))
                     {
                         var line = ExtractTitle(text);
-                        if (line != null) OnProgress?.Invoke(line);
+                        long now = Environment.TickCount64;
+                        bool done = line != null && line.EndsWith("done", StringComparison.Ordinal);
+                        if (line != null && (done || now - lastEcho >= 2000)) { lastEcho = now; OnProgress?.Invoke(line); }
                     }
                 }
             });
@@ -84,6 +88,7 @@ public sealed class NotebookExecutor
             result.CellsRun++;
 
             string? failure = null;
+            var unclaimedDisplays = new List<JsonObject>();
             foreach (var e in submission.Events)
             {
                 switch (e)
@@ -91,8 +96,16 @@ public sealed class NotebookExecutor
                     case StandardOutputValueProduced so: AppendStream(outputs, "stdout", Text(so)); break;
                     case StandardErrorValueProduced se: AppendStream(outputs, "stderr", Text(se)); break;
                     case DisplayedValueUpdated du:
+                        // In this .NET Interactive release an update carries the DisplayedValue's id, which
+                        // differs from the id on the event that first showed it; link an unknown update id
+                        // to the latest display not yet claimed by another update.
+                        if (du.ValueId != null && !displays.ContainsKey(du.ValueId))
+                        {
+                            var unclaimed = unclaimedDisplays.LastOrDefault();
+                            if (unclaimed != null) { unclaimedDisplays.Remove(unclaimed); displays[du.ValueId] = unclaimed; }
+                        }
                         if (du.ValueId != null && displays.TryGetValue(du.ValueId, out var existing))
-                            existing["data"] = Data(du.FormattedValues);
+                            existing["data"] = Data(du.FormattedValues, du.Value);
                         else outputs.Add(Display(du, displays));
                         break;
                     case ReturnValueProduced rv:
@@ -100,11 +113,15 @@ public sealed class NotebookExecutor
                         {
                             ["output_type"] = "execute_result",
                             ["execution_count"] = executionCount,
-                            ["data"] = Data(rv.FormattedValues),
+                            ["data"] = Data(rv.FormattedValues, rv.Value),
                             ["metadata"] = new JsonObject(),
                         });
                         break;
-                    case DisplayedValueProduced dv: outputs.Add(Display(dv, displays)); break;
+                    case DisplayedValueProduced dv:
+                        var shown = Display(dv, displays);
+                        outputs.Add(shown);
+                        unclaimedDisplays.Add(shown);
+                        break;
                     case CommandFailed cf:
                         failure = cf.Message ?? cf.Exception?.Message ?? "the cell failed";
                         var ename = cf.Exception?.GetType().Name ?? "Error";
@@ -153,18 +170,24 @@ public sealed class NotebookExecutor
 
     static JsonObject Display(DisplayEvent d, Dictionary<string, JsonObject> displays)
     {
-        var o = new JsonObject { ["output_type"] = "display_data", ["data"] = Data(d.FormattedValues), ["metadata"] = new JsonObject() };
+        var o = new JsonObject { ["output_type"] = "display_data", ["data"] = Data(d.FormattedValues, d.Value), ["metadata"] = new JsonObject() };
         if (d.ValueId != null) displays[d.ValueId] = o;
         return o;
     }
 
-    static JsonObject Data(IEnumerable<FormattedValue> values)
+    /// <summary>nbformat's mime bundle; text/plain is always included (as Jupyter front ends and nbconvert expect).</summary>
+    static JsonObject Data(IEnumerable<FormattedValue> values, object? value)
     {
         var data = new JsonObject();
         foreach (var v in values)
         {
             if (data.ContainsKey(v.MimeType)) continue;
             data[v.MimeType] = v.MimeType == "application/json" ? (JsonNode?)JsonNode.Parse(v.Value) : NotebookDocument.ToLines(v.Value);
+        }
+        if (!data.ContainsKey("text/plain") && value != null && value is not Microsoft.AspNetCore.Html.IHtmlContent)
+        {
+            try { data["text/plain"] = NotebookDocument.ToLines(value.ToDisplayString("text/plain")); }
+            catch (Exception) { /* a formatter failure must not lose the other outputs */ }
         }
         return data;
     }

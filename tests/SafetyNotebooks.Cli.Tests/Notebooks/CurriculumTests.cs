@@ -1,0 +1,45 @@
+using SafetyNotebooks.Cli.Notebooks;
+
+namespace SafetyNotebooks.Cli.Tests.Notebooks;
+
+/// <summary>
+/// Every notebook under notebooks/ runs headless in quick mode with no error output — so each new
+/// lesson is covered automatically. Failures show the cell and the message.
+/// </summary>
+public class CurriculumTests
+{
+    public static IEnumerable<object[]> Notebooks() =>
+        Directory.GetFiles(Path.Combine(TestNotebooks.RepoRoot, "notebooks"), "*.ipynb")
+            .OrderBy(f => f, StringComparer.Ordinal)
+            .Select(f => new object[] { Path.GetFileName(f) });
+
+    [Theory]
+    [MemberData(nameof(Notebooks))]
+    public async Task NotebookRunsInQuickModeWithoutErrors(string notebook)
+    {
+        var path = Path.Combine(TestNotebooks.RepoRoot, "notebooks", notebook);
+        var outDir = Path.Combine(TestNotebooks.RepoRoot, "artifacts", "test-run");
+        var log = new StringWriter();
+        var results = await new NotebookRunner(log).RunAsync(new[] { path },
+            new RunOptions { Quick = true, OutputDirectory = outDir, Timeout = TimeSpan.FromMinutes(8) });
+        var r = Assert.Single(results);
+        Assert.True(r.Ok, $"{notebook}: {r.Status} at cell {r.ErrorCell}: {r.ErrorMessage}\n{log}");
+        // No error outputs anywhere in the executed notebook.
+        var executed = File.ReadAllText(Path.Combine(outDir, notebook));
+        Assert.DoesNotContain("\"output_type\": \"error\"", executed);
+    }
+
+    [Fact]
+    public void EveryNotebookCanBeExportedAsALearnerEdition()
+    {
+        foreach (var f in Directory.GetFiles(Path.Combine(TestNotebooks.RepoRoot, "notebooks"), "*.ipynb"))
+        {
+            var (learner, hidden) = LearnerExporter.Export(NotebookDocument.Load(f));
+            var code = string.Concat(learner.Cells.OfType<System.Text.Json.Nodes.JsonObject>()
+                .Where(c => c["cell_type"]?.GetValue<string>() == "code").Select(NotebookDocument.Source));
+            Assert.DoesNotContain(LearnerExporter.BeginMarker, code);
+            Assert.True(hidden > 0 || !NotebookDocument.Load(f).ToJson().Contains(LearnerExporter.BeginMarker), $"{f}: no solution hidden");
+            Assert.DoesNotContain("\"output_type\"", learner.ToJson());
+        }
+    }
+}

@@ -1,0 +1,43 @@
+using System.Text.Json.Nodes;
+using SafetyNotebooks.Cli.Notebooks;
+
+namespace SafetyNotebooks.Cli.Tests.Notebooks;
+
+public class LearnerExporterTests
+{
+    [Fact]
+    public void SolutionRegionBecomesAnIndentedStub()
+    {
+        var source = "double Square(double x)\n{\n    // BEGIN SOLUTION\n    var y = x * x;\n    return y;\n    // END SOLUTION\n}";
+        var (text, n) = LearnerExporter.StripSolutions(source);
+        Assert.Equal(1, n);
+        Assert.Equal("double Square(double x)\n{\n    " + LearnerExporter.Stub + "\n}", text);
+    }
+
+    [Fact]
+    public void UnbalancedMarkersNameTheNotebookAndCell()
+    {
+        var open = Assert.Throws<UserError>(() => LearnerExporter.StripSolutions("// BEGIN SOLUTION\nx", "n.ipynb", 4));
+        Assert.Contains("n.ipynb, cell 4", open.Message);
+        Assert.Contains("never closed", open.Message);
+        Assert.Contains("without a", Assert.Throws<UserError>(() => LearnerExporter.StripSolutions("x\n// END SOLUTION", "n.ipynb", 2)).Message);
+    }
+
+    [Fact]
+    public void ExportHidesSolutionsClearsOutputsAndLeavesTheInputAlone()
+    {
+        var doc = NotebookDocument.Parse(TestNotebooks.Json(
+            "md:# Lesson", "int F() {\n// BEGIN SOLUTION\nreturn 1;\n// END SOLUTION\n}", "tag:solution|var secret = 42;", "tag:solution|md:The answer is 42", "F()"), "l.ipynb");
+        ((JsonObject)doc.Cells[4]!)["outputs"] = new JsonArray(new JsonObject { ["output_type"] = "stream", ["name"] = "stdout", ["text"] = "1" });
+        var (learner, hidden) = LearnerExporter.Export(doc);
+        Assert.Equal(3, hidden);
+        var cells = learner.Cells.OfType<JsonObject>().ToList();
+        Assert.Equal(4, cells.Count); // the tagged markdown cell is gone
+        Assert.Contains(LearnerExporter.Stub, NotebookDocument.Source(cells[1]));
+        Assert.DoesNotContain("return 1", NotebookDocument.Source(cells[1]));
+        Assert.StartsWith("// Your code here", NotebookDocument.Source(cells[2]));
+        Assert.Empty((JsonArray)cells[3]["outputs"]!);
+        Assert.Equal("learner", learner.Root["metadata"]!["safety_notebooks"]!["edition"]!.GetValue<string>());
+        Assert.Contains("return 1", NotebookDocument.Source((JsonObject)doc.Cells[1]!)); // original untouched
+    }
+}
