@@ -16,6 +16,8 @@ usage:
       HTML reports to DIR (default artifacts/run); exit 1 if any cell errored.
   safety-notebooks export --learner [<notebook.ipynb | folder>] [--out DIR]
       Write learner editions (solutions replaced by stubs, outputs cleared) to DIR (default artifacts/learner).
+  safety-notebooks export --charts <executed.ipynb> [--out DIR]
+      Write each chart of an executed notebook as a standalone offline HTML page (default artifacts/charts).
   safety-notebooks doctor
       Report what this machine has and lacks (dotnet, tools, TorchSharp native load, Jupyter kernel).
   safety-notebooks bench [--json]
@@ -35,6 +37,7 @@ usage:
                 "doctor" => Doctor.Run(Console.Out),
                 "bench" => await BenchCommand.Run(args[1..], Console.Out),
                 "__exec" => await ExecCommand(args[1..]),
+                "__verify-torch" => VerifyTorch(),
                 _ => throw new UserError($"unknown command '{args[0]}'. Commands: run, export, doctor, bench (see --help)."),
             };
         }
@@ -97,8 +100,17 @@ usage:
     static int ExportCommand(string[] args)
     {
         var (pos, opts) = Parse(args, "--out");
-        Only(opts, "--learner", "--out");
-        if (!opts.ContainsKey("--learner")) throw new UserError("export needs an edition: 'export --learner [notebooks] [--out DIR]'.");
+        Only(opts, "--learner", "--charts", "--out");
+        if (opts.ContainsKey("--charts"))
+        {
+            if (pos.Count != 1) throw new UserError("export --charts takes one executed notebook, e.g. 'export --charts artifacts/run/00-environment-and-tensors.ipynb'.");
+            var chartDir = opts.GetValueOrDefault("--out") ?? Path.Combine("artifacts", "charts");
+            var written = ChartExporter.Export(NotebookDocument.Load(pos[0]), chartDir);
+            foreach (var w in written) Console.WriteLine(w);
+            if (written.Count == 0) throw new UserError($"{pos[0]} has no chart outputs; run it first ('run {pos[0]}') and pass the executed copy from artifacts/run/.");
+            return 0;
+        }
+        if (!opts.ContainsKey("--learner")) throw new UserError("export needs an edition: 'export --learner [notebooks] [--out DIR]' or 'export --charts <executed.ipynb>'.");
         var source = pos.Count > 0 ? pos[0] : "notebooks";
         var outDir = opts.GetValueOrDefault("--out") ?? Path.Combine("artifacts", "learner");
         Directory.CreateDirectory(outDir);
@@ -110,6 +122,26 @@ usage:
             Console.WriteLine($"{Path.GetFileName(nb)}: {hidden} solution(s) replaced → {target}");
         }
         return 0;
+    }
+
+    /// <summary>Build-time check that TorchSharp's native backend loads and computes (see the .csproj).</summary>
+    static int VerifyTorch()
+    {
+        try
+        {
+            SafetyNotebooks.Runtime.TorchRuntime.EnsureLoaded();
+            using var a = TorchSharp.torch.ones(8, 8);
+            using var b = a.matmul(a);
+            if (Math.Abs(b[0, 0].item<float>() - 8f) > 1e-4) throw new InvalidOperationException("8×8 matmul of ones gave a wrong value");
+            Console.WriteLine("TorchSharp native backend loads: ok");
+            return 0;
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine("error: TorchSharp's native backend does not load on this machine: " + e.Message +
+                " Run 'dotnet run --project src/SafetyNotebooks.Cli -c Release -p:SafetyNotebooksSkipVerify=true -- doctor' to see why.");
+            return 1;
+        }
     }
 
     /// <summary>Child-process entry: execute one notebook, write the executed copy and a result file.</summary>

@@ -71,6 +71,8 @@ public static class OfflineHtml
 <script type="text/javascript">
 (function() {
   var fig = {{json}};
+  fig.layout = fig.layout || {};
+  delete fig.layout.width; delete fig.layout.height; fig.layout.autosize = true;   // fill the container
   var tries = 0;
   function draw() {
     var el = document.getElementById("{{id}}");
