@@ -17,6 +17,9 @@ public sealed class HookPoint : nn.Module<Tensor, Tensor>
 {
     readonly List<(Func<Tensor, HookPoint, Tensor?> Fn, bool Permanent)> _hooks = new();
 
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
+
     /// <summary>Creates a hook point; its full <see cref="Name"/> is assigned by the model after construction.</summary>
     public HookPoint(string localName) : base(localName) => Name = localName;
 

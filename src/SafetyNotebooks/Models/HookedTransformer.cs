@@ -24,7 +24,7 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
 
     readonly Embed _embed;
     readonly PosEmbed? _posEmbed;
-    readonly ModuleList<TransformerBlock> _blocks;
+    readonly BlockList _blocks;
     readonly TransformerBlock[] _blockArray;
     NormLayer? _lnFinal;
     readonly Unembed _unembed;
@@ -34,6 +34,9 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
     public readonly HookPoint hook_embed = new("hook_embed");
     /// <summary>Positional embeddings, [batch, pos, d_model] (absent when the config has no positional embedding).</summary>
     public readonly HookPoint? hook_pos_embed;
+
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
 
     /// <summary>Builds a model with freshly initialised weights (normal(0, InitRange) matrices, zero biases, unit norms).</summary>
     public HookedTransformer(HookedTransformerConfig cfg) : base("HookedTransformer")
@@ -52,9 +55,9 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
             register_module("pos_embed", _posEmbed);
             register_module("hook_pos_embed", hook_pos_embed);
         }
-        _blocks = new ModuleList<TransformerBlock>(Enumerable.Range(0, cfg.NLayers).Select(l => new TransformerBlock(cfg, l, mask)).ToArray());
+        _blockArray = Enumerable.Range(0, cfg.NLayers).Select(l => new TransformerBlock(cfg, l, mask)).ToArray();
+        _blocks = new BlockList(_blockArray);
         register_module("blocks", _blocks);
-        _blockArray = _blocks.ToArray();
         _lnFinal = NormLayer.Create(cfg, "ln_final");
         if (_lnFinal is not null) register_module("ln_final", _lnFinal);
         _unembed = new Unembed(cfg, cfg.TiedEmbeddings ? _embed : null);
@@ -142,7 +145,7 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         var residual = hook_embed.forward(_embed.forward(tokens));                 // [batch, pos, d_model]
         if (_posEmbed is not null)
             residual = residual + hook_pos_embed!.forward(_posEmbed.forward(tokens));
-        foreach (var block in _blocks)
+        foreach (var block in _blockArray)
             residual = block.forward(residual);                                    // [batch, pos, d_model]
         return _lnFinal is null ? residual : _lnFinal.forward(residual);
     }
@@ -206,9 +209,21 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        return stack(_blocks.Select(f).ToArray()).MoveToOuterDisposeScope();
+        return stack(_blockArray.Select(f).ToArray()).MoveToOuterDisposeScope();
     }
 
     /// <summary>Total number of parameters.</summary>
     public long ParameterCount => parameters().Sum(p => p.numel());
+}
+
+/// <summary>Holds the blocks under the names "0", "1", ... (so hook names read <c>blocks.{l}.…</c>).</summary>
+internal sealed class BlockList : nn.Module
+{
+    public BlockList(IEnumerable<TransformerBlock> blocks) : base("blocks")
+    {
+        int i = 0;
+        foreach (var b in blocks) register_module((i++).ToString(), b);
+    }
+
+    protected override void RegisterComponents() { }
 }

@@ -36,6 +36,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// <summary>Per-head output z @ W_O, [batch, pos, head, d_model]; computed only when hooked or cached.</summary>
     public readonly HookPoint hook_result = new("hook_result");
 
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
+
     /// <summary>Creates the layer with zero weights (the model initialises them). <paramref name="causalMask"/> is a shared [n_ctx, n_ctx] bool buffer, true above the diagonal.</summary>
     public Attention(HookedTransformerConfig cfg, Tensor causalMask) : base("attn")
     {

@@ -9,6 +9,9 @@ public sealed class Embed : nn.Module<Tensor, Tensor>
 {
     readonly Parameter _W_E;
 
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
+
     /// <summary>Creates the embedding with zero weights (the model initialises them).</summary>
     public Embed(HookedTransformerConfig cfg) : base("embed")
     {

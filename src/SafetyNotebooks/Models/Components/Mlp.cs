@@ -18,6 +18,9 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     /// <summary>Post-activation, [batch, pos, d_mlp].</summary>
     public readonly HookPoint hook_post = new("hook_post");
 
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
+
     /// <summary>Creates the MLP with zero weights (the model initialises them).</summary>
     public Mlp(HookedTransformerConfig cfg) : base("mlp")
     {

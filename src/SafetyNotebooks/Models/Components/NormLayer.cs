@@ -17,6 +17,9 @@ public abstract class NormLayer : nn.Module<Tensor, Tensor>
     /// <summary>Epsilon added inside the square root.</summary>
     public double Eps { get; }
 
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
+
     /// <summary>Base constructor: registers the two hook points.</summary>
     protected NormLayer(string name, double eps) : base(name)
     {

@@ -25,6 +25,9 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
     /// <summary>MLP output, [batch, pos, d_model] (absent in attention-only models).</summary>
     public readonly HookPoint? hook_mlp_out;
 
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
+
     /// <summary>Builds block <paramref name="layer"/>.</summary>
     public TransformerBlock(HookedTransformerConfig cfg, int layer, Tensor causalMask) : base($"block{layer}")
     {

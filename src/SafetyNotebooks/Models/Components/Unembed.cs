@@ -11,6 +11,9 @@ public sealed class Unembed : nn.Module<Tensor, Tensor>
     readonly Parameter _b_U;
     readonly Embed? _tiedTo;
 
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
+
     /// <summary>Creates the unembedding; if <paramref name="tiedTo"/> is given, <c>W_U</c> is <c>W_E.T</c> of that embedding.</summary>
     public Unembed(HookedTransformerConfig cfg, Embed? tiedTo = null) : base("unembed")
     {
