@@ -99,8 +99,17 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
     void IndexHookPoints()
     {
         _hookPoints.Clear();
-        foreach (var (name, m) in named_modules())
-            if (m is HookPoint hp) { hp.Name = name; _hookPoints[name] = hp; }
+        // Depth-first in registration order (= forward order), unlike named_modules().
+        void Walk(nn.Module module, string prefix)
+        {
+            foreach (var (name, child) in module.named_children())
+            {
+                var full = prefix.Length == 0 ? name : prefix + "." + name;
+                if (child is HookPoint hp) { hp.Name = full; _hookPoints[full] = hp; }
+                else Walk(child, full);
+            }
+        }
+        Walk(this, "");
     }
 
     /// <summary>Every hook point name, in forward order.</summary>
@@ -140,6 +149,12 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         if (tokens.dim() != 2)
             throw new ArgumentException($"Tokens must have shape [batch, pos] (or [pos]) but have shape [{string.Join(", ", tokens.shape)}].", nameof(tokens));
         if (tokens.dtype != ScalarType.Int64) tokens = tokens.to_type(ScalarType.Int64);
+        if (tokens.numel() > 0)
+        {
+            long min = tokens.min().item<long>(), max = tokens.max().item<long>();
+            if (min < 0 || max >= Cfg.DVocab)
+                throw new ArgumentException($"Token ids must be in [0, {Cfg.DVocab}) (DVocab) but range over [{min}, {max}]. Check that the tokenizer matches the model.", nameof(tokens));
+        }
         if (tokens.shape[1] > Cfg.NCtx)
             throw new ArgumentException($"Sequence length {tokens.shape[1]} exceeds the model's context NCtx = {Cfg.NCtx}; truncate the tokens to at most {Cfg.NCtx} positions.", nameof(tokens));
         var residual = hook_embed.forward(_embed.forward(tokens));                 // [batch, pos, d_model]
@@ -150,22 +165,27 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         return _lnFinal is null ? residual : _lnFinal.forward(residual);
     }
 
-    /// <summary>Mean next-token cross-entropy of the model on <paramref name="tokens"/> [batch, pos] (predicting token t+1 from positions ≤ t).</summary>
-    public Tensor Loss(Tensor tokens)
+    /// <summary>
+    /// Next-token cross-entropy of the model on <paramref name="tokens"/> [batch, pos] (predicting token t+1 from
+    /// positions ≤ t): the mean (a scalar), or per token [batch, pos - 1] if <paramref name="perToken"/>.
+    /// </summary>
+    public Tensor Loss(Tensor tokens, bool perToken = false)
     {
         using var scope = NewDisposeScope();
         if (tokens.dim() == 1) tokens = tokens.unsqueeze(0);
         var logits = forward(tokens);
-        return LossFromLogits(logits, tokens).MoveToOuterDisposeScope();
+        return LossFromLogits(logits, tokens, perToken).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Mean next-token cross-entropy given logits [batch, pos, d_vocab] and tokens [batch, pos].</summary>
-    public static Tensor LossFromLogits(Tensor logits, Tensor tokens)
+    /// <summary>Next-token cross-entropy given logits [batch, pos, d_vocab] and tokens [batch, pos]: mean, or [batch, pos - 1] if <paramref name="perToken"/>.</summary>
+    public static Tensor LossFromLogits(Tensor logits, Tensor tokens, bool perToken = false)
     {
-        long pos = logits.shape[1], vocab = logits.shape[2];
+        long batch = logits.shape[0], pos = logits.shape[1], vocab = logits.shape[2];
+        if (pos < 2) throw new ArgumentException("Next-token loss needs at least 2 positions.", nameof(tokens));
         var predictions = logits.narrow(1, 0, pos - 1).reshape(-1, vocab);       // [batch*(pos-1), d_vocab]
         var targets = tokens.narrow(1, 1, pos - 1).reshape(-1).to_type(ScalarType.Int64);
-        return nn.functional.cross_entropy(predictions, targets);
+        if (!perToken) return nn.functional.cross_entropy(predictions, targets);
+        return nn.functional.cross_entropy(predictions, targets, reduction: nn.Reduction.None).view(batch, pos - 1);
     }
 
     // ---- Stacked weight accessors (new tensors, [n_layers, ...]) --------------------------------------------

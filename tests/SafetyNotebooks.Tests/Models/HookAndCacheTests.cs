@@ -241,3 +241,33 @@ public class HookAndCacheTests
         }
     }
 }
+
+public class ModelInputTests
+{
+    static ModelInputTests() => TorchRuntime.EnsureLoaded();
+
+    [Fact]
+    public void Hook_names_are_listed_in_forward_order()
+    {
+        var m = new HookedTransformer(new HookedTransformerConfig { NLayers = 1, DModel = 8, NHeads = 2, DHead = 4, DMlp = 16, NCtx = 8, DVocab = 10 });
+        var fired = new List<string>();
+        using (no_grad()) m.RunWithHooks(tensor(new long[] { 1, 2, 3 }), n => true, (x, hp) => { fired.Add(hp.Name); return null; });
+        Assert.Equal(m.HookNames.Where(n => !n.EndsWith("hook_result")), fired.Where(n => !n.EndsWith("hook_result")));
+        Assert.Equal(m.HookNames.Count, fired.Count);
+    }
+
+    [Fact]
+    public void Bad_tokens_give_clear_errors_and_per_token_loss_averages_to_the_loss()
+    {
+        var m = new HookedTransformer(new HookedTransformerConfig { NLayers = 1, DModel = 8, NHeads = 2, DHead = 4, DMlp = 16, NCtx = 8, DVocab = 10, Seed = 2 });
+        using var _ = no_grad();
+        var e = Assert.Throws<ArgumentException>(() => m.forward(tensor(new long[] { 1, 10 })));
+        Assert.Contains("DVocab", e.Message);
+        e = Assert.Throws<ArgumentException>(() => m.forward(zeros(1, 9, ScalarType.Int64)));
+        Assert.Contains("NCtx", e.Message);
+        var tokens = randint(0, 10, new long[] { 3, 8 });
+        var perToken = m.Loss(tokens, perToken: true);
+        Assert.Equal(new long[] { 3, 7 }, perToken.shape);
+        Assert.True(Math.Abs(perToken.mean().item<float>() - m.Loss(tokens).item<float>()) < 1e-6);
+    }
+}

@@ -32,24 +32,25 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
     public TransformerBlock(HookedTransformerConfig cfg, int layer, Tensor causalMask) : base($"block{layer}")
     {
         Layer = layer;
+        // Registered in forward order, so that HookNames lists hooks in the order they fire.
         _ln1 = NormLayer.Create(cfg, "ln1");
-        if (_ln1 is not null) register_module("ln1", _ln1);
         _attn = new Attention(cfg, causalMask);
-        register_module("attn", _attn);
         if (!cfg.AttnOnly)
         {
             _ln2 = NormLayer.Create(cfg, "ln2");
-            if (_ln2 is not null) register_module("ln2", _ln2);
             _mlp = new Mlp(cfg);
-            register_module("mlp", _mlp);
             hook_resid_mid = new HookPoint("hook_resid_mid");
             hook_mlp_out = new HookPoint("hook_mlp_out");
         }
         register_module("hook_resid_pre", hook_resid_pre);
-        if (hook_resid_mid is not null) register_module("hook_resid_mid", hook_resid_mid);
-        register_module("hook_resid_post", hook_resid_post);
+        if (_ln1 is not null) register_module("ln1", _ln1);
+        register_module("attn", _attn);
         register_module("hook_attn_out", hook_attn_out);
+        if (hook_resid_mid is not null) register_module("hook_resid_mid", hook_resid_mid);
+        if (_ln2 is not null) register_module("ln2", _ln2);
+        if (_mlp is not null) register_module("mlp", _mlp);
         if (hook_mlp_out is not null) register_module("hook_mlp_out", hook_mlp_out);
+        register_module("hook_resid_post", hook_resid_post);
     }
 
     /// <summary>Index of this block.</summary>
