@@ -86,9 +86,10 @@ public sealed class ActivationCache : IDisposable
                 parts.Add(this["resid_mid", l]); labels.Add($"{l}_mid");
             }
         }
-        var stackT = stack(parts.ToArray());
+        using var scope = NewDisposeScope();
+        var stackT = stack(parts.ToArray());                                      // [components, batch, pos, d_model]
         if (applyLn) stackT = ApplyLnToStack(stackT, upTo == NLayers ? null : upTo);
-        return (stackT, labels.ToArray());
+        return (stackT.MoveToOuterDisposeScope(), labels.ToArray());
     }
 
     /// <summary>
@@ -122,9 +123,10 @@ public sealed class ActivationCache : IDisposable
             if (mode != "attn" && !Model.Cfg.AttnOnly) { parts.Add(this["mlp_out", l]); labels.Add($"{l}_mlp_out"); }
         }
         if (parts.Count == 0) throw new InvalidOperationException("No components selected: include embeddings or at least one layer.");
-        var stackT = stack(parts.ToArray());
+        using var scope = NewDisposeScope();
+        var stackT = stack(parts.ToArray());                                      // [components, batch, pos, d_model]
         if (applyLn) stackT = ApplyLnToStack(stackT, upTo == NLayers ? null : upTo);
-        return (stackT, labels.ToArray());
+        return (stackT.MoveToOuterDisposeScope(), labels.ToArray());
     }
 
     /// <summary>
@@ -172,8 +174,9 @@ public sealed class ActivationCache : IDisposable
         var scaleName = layer is null || layer == NLayers ? "ln_final.hook_scale" : Utils.GetActName("scale", layer, mlpInput ? "ln2" : "ln1");
         if (!_store.TryGetValue(scaleName, out var scale))
             throw new KeyNotFoundException($"ApplyLnToStack needs '{scaleName}' in the cache; include it in RunWithCache's namesFilter.");
+        using var scope = NewDisposeScope();
         var x = norm.Centers ? residualStack - residualStack.mean(new long[] { -1 }, keepdim: true) : residualStack;
-        return x / scale;                                                          // scale [batch, pos, 1] broadcasts
+        return (x / scale).MoveToOuterDisposeScope();                              // scale [batch, pos, 1] broadcasts
     }
 
     /// <summary>

@@ -225,6 +225,21 @@ public class HookAndCacheTests
     }
 
     [Fact]
+    public void Undetached_cache_allows_gradients_with_respect_to_activations()
+    {
+        var m = Model.Value;
+        var (logits, cache) = m.RunWithCache(Tokens, n => n == "ln_final.hook_normalized" || n == "blocks.0.hook_resid_pre", detach: false);
+        using (cache)
+        {
+            Assert.True(cache["ln_final.hook_normalized"].requires_grad);
+            var grads = TorchSharp.torch.autograd.grad(new[] { logits.sum() }, new[] { cache["ln_final.hook_normalized"] });
+            using var _ = no_grad();
+            Close(m.W_U.sum(1).expand(2, 12, 32), grads[0], 1e-3, "d Σlogits / d normalized");
+        }
+        m.zero_grad();
+    }
+
+    [Fact]
     public void LogitAttrs_of_decomposed_residual_recover_the_logits()
     {
         using var _ = no_grad();
