@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using SafetyNotebooks.Models;
+using SafetyNotebooks.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SafetyNotebooks.Benchmarks;
+
+/// <summary>
+/// Fixed workloads for tracking the model's CPU performance. Each returns the median seconds per step over
+/// <c>runs</c> timed repetitions after <c>warmup</c> untimed ones (setup such as building the model is not timed),
+/// except <see cref="MatmulPeak"/>, which returns GFLOP/s.
+/// </summary>
+public static class ModelBenchmarks
+{
+    /// <summary>Workload names mapped to runners (default warmup/runs).</summary>
+    public static IReadOnlyDictionary<string, Func<double>> Workloads { get; } = new Dictionary<string, Func<double>>
+    {
+        ["attn_only_train_step"] = () => AttnOnlyTrainStep(),
+        ["gpt2_small_forward"] = () => Gpt2SmallForward(),
+        ["gpt2_small_run_with_cache"] = () => Gpt2SmallRunWithCache(),
+        ["matmul_peak"] = () => MatmulPeak(),
+    };
+
+    /// <summary>Unit of each workload's result.</summary>
+    public static string UnitOf(string workload) => workload == "matmul_peak" ? "GFLOP/s" : "s/step";
+
+    /// <summary>Median of the timed runs of <paramref name="step"/>, in seconds.</summary>
+    public static double MedianSeconds(Action step, int warmup, int runs)
+    {
+        if (runs < 1) throw new ArgumentOutOfRangeException(nameof(runs), "runs must be at least 1.");
+        for (int i = 0; i < warmup; i++) step();
+        var times = new double[runs];
+        for (int i = 0; i < runs; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            step();
+            times[i] = sw.Elapsed.TotalSeconds;
+        }
+        Array.Sort(times);
+        return runs % 2 == 1 ? times[runs / 2] : (times[runs / 2 - 1] + times[runs / 2]) / 2;
+    }
+
+    /// <summary>
+    /// One AdamW training step (forward, loss, backward, update) of a 2-layer attention-only model
+    /// (d_model 64, 8 heads × d_head 8, vocab 64) on a batch of 64 sequences of 65 tokens.
+    /// </summary>
+    public static double AttnOnlyTrainStep(int warmup = 3, int runs = 20)
+    {
+        TorchRuntime.EnsureLoaded();
+        var cfg = HookedTransformerConfig.AttnOnly2L(dVocab: 64, nCtx: 65) with { Seed = 0 };
+        using var model = new HookedTransformer(cfg);
+        using var opt = optim.AdamW(model.parameters(), 1e-3);
+        using var tokens = randint(0, 64, new long[] { 64, 65 });
+        return MedianSeconds(() =>
+        {
+            using var scope = NewDisposeScope();
+            opt.zero_grad();
+            var loss = model.Loss(tokens);
+            loss.backward();
+            opt.step();
+        }, warmup, runs);
+    }
+
+    /// <summary>Builds GPT-2 small with random weights (not timed by the workloads).</summary>
+    static HookedTransformer RandomGpt2Small() => new(HookedTransformerConfig.Gpt2Small() with { Seed = 0 });
+
+    /// <summary>Inference forward pass of GPT-2 small (random weights) on 4 × 128 tokens, without autograd.</summary>
+    public static double Gpt2SmallForward(int warmup = 1, int runs = 5)
+    {
+        TorchRuntime.EnsureLoaded();
+        using var model = RandomGpt2Small();
+        using var tokens = randint(0, 50257, new long[] { 4, 128 });
+        return MedianSeconds(() =>
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            model.forward(tokens);
+        }, warmup, runs);
+    }
+
+    /// <summary>GPT-2 small (random weights) on 4 × 128 tokens with every activation cached (including per-head results).</summary>
+    public static double Gpt2SmallRunWithCache(int warmup = 1, int runs = 5)
+    {
+        TorchRuntime.EnsureLoaded();
+        using var model = RandomGpt2Small();
+        using var tokens = randint(0, 50257, new long[] { 4, 128 });
+        return MedianSeconds(() =>
+        {
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            var (_, cache) = model.RunWithCache(tokens);
+            cache.Dispose();
+        }, warmup, runs);
+    }
+
+    /// <summary>GFLOP/s of an n × n float32 matrix multiply (2n³ flops), median over the runs.</summary>
+    public static double MatmulPeak(int n = 2048, int warmup = 5, int runs = 15)
+    {
+        TorchRuntime.EnsureLoaded();
+        using var a = randn(n, n);
+        using var b = randn(n, n);
+        var seconds = MedianSeconds(() => { using var c = a.matmul(b); }, warmup, runs);
+        return 2.0 * n * n * n / seconds / 1e9;
+    }
+}

@@ -1,0 +1,120 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SafetyNotebooks.Models.Components;
+
+/// <summary>
+/// Causal multi-head self-attention with TransformerLens hook points.
+/// </summary>
+/// <remarks>
+/// The per-head query/key/value weights are stored fused, as one parameter <c>W_QKV</c> [d_model, 3, n_heads, d_head]
+/// (the same layout as GPT-2's <c>c_attn</c>), so all of q, k and v come out of a single matmul.
+/// <see cref="W_Q"/>, <see cref="W_K"/>, <see cref="W_V"/> are views of it in TransformerLens' shape
+/// [n_heads, d_model, d_head]: writing into them (under <c>no_grad</c>) writes the fused parameter.
+/// When nothing hooks <c>hook_attn_scores</c> or <c>hook_pattern</c>, the fused scaled-dot-product kernel is used;
+/// <c>hook_result</c> (per-head outputs, [batch, pos, head, d_model], memory-heavy) is only computed when hooked.
+/// </remarks>
+public sealed class Attention : nn.Module<Tensor, Tensor>
+{
+    readonly int _nHeads, _dHead, _dModel;
+    readonly Parameter _W_QKV, _b_QKV, _W_O, _b_O;
+    readonly Tensor _mask;
+
+    /// <summary>Queries, [batch, pos, head, d_head].</summary>
+    public readonly HookPoint hook_q = new("hook_q");
+    /// <summary>Keys, [batch, pos, head, d_head].</summary>
+    public readonly HookPoint hook_k = new("hook_k");
+    /// <summary>Values, [batch, pos, head, d_head].</summary>
+    public readonly HookPoint hook_v = new("hook_v");
+    /// <summary>Scaled, causally masked (-inf) attention scores, [batch, head, query_pos, key_pos].</summary>
+    public readonly HookPoint hook_attn_scores = new("hook_attn_scores");
+    /// <summary>Attention probabilities, [batch, head, query_pos, key_pos].</summary>
+    public readonly HookPoint hook_pattern = new("hook_pattern");
+    /// <summary>Pattern-weighted values, [batch, pos, head, d_head].</summary>
+    public readonly HookPoint hook_z = new("hook_z");
+    /// <summary>Per-head output z @ W_O, [batch, pos, head, d_model]; computed only when hooked or cached.</summary>
+    public readonly HookPoint hook_result = new("hook_result");
+
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
+
+    /// <summary>Creates the layer with zero weights (the model initialises them). <paramref name="causalMask"/> is a shared [n_ctx, n_ctx] bool buffer, true above the diagonal.</summary>
+    public Attention(HookedTransformerConfig cfg, Tensor causalMask) : base("attn")
+    {
+        _nHeads = cfg.NHeads; _dHead = cfg.DHead; _dModel = cfg.DModel;
+        _W_QKV = new Parameter(zeros(cfg.DModel, 3, cfg.NHeads, cfg.DHead));
+        _b_QKV = new Parameter(zeros(3, cfg.NHeads, cfg.DHead));
+        _W_O = new Parameter(zeros(cfg.NHeads, cfg.DHead, cfg.DModel));
+        _b_O = new Parameter(zeros(cfg.DModel));
+        _mask = causalMask;
+        register_parameter("W_QKV", _W_QKV);
+        register_parameter("b_QKV", _b_QKV);
+        register_parameter("W_O", _W_O);
+        register_parameter("b_O", _b_O);
+        register_buffer("mask", _mask, persistent: false);
+        foreach (var h in new[] { hook_q, hook_k, hook_v, hook_attn_scores, hook_pattern, hook_z, hook_result })
+            register_module(h.Name, h);
+    }
+
+    /// <summary>Fused q/k/v weights, [d_model, 3, n_heads, d_head].</summary>
+    public Parameter W_QKV => _W_QKV;
+    /// <summary>Fused q/k/v biases, [3, n_heads, d_head].</summary>
+    public Parameter b_QKV => _b_QKV;
+    /// <summary>Query weights, [n_heads, d_model, d_head] (a view of <see cref="W_QKV"/>).</summary>
+    public Tensor W_Q => _W_QKV.select(1, 0).permute(1, 0, 2);
+    /// <summary>Key weights, [n_heads, d_model, d_head] (a view of <see cref="W_QKV"/>).</summary>
+    public Tensor W_K => _W_QKV.select(1, 1).permute(1, 0, 2);
+    /// <summary>Value weights, [n_heads, d_model, d_head] (a view of <see cref="W_QKV"/>).</summary>
+    public Tensor W_V => _W_QKV.select(1, 2).permute(1, 0, 2);
+    /// <summary>Query biases, [n_heads, d_head] (a view of <see cref="b_QKV"/>).</summary>
+    public Tensor b_Q => _b_QKV.select(0, 0);
+    /// <summary>Key biases, [n_heads, d_head] (a view of <see cref="b_QKV"/>).</summary>
+    public Tensor b_K => _b_QKV.select(0, 1);
+    /// <summary>Value biases, [n_heads, d_head] (a view of <see cref="b_QKV"/>).</summary>
+    public Tensor b_V => _b_QKV.select(0, 2);
+    /// <summary>Output weights, [n_heads, d_head, d_model].</summary>
+    public Parameter W_O => _W_O;
+    /// <summary>Output bias, [d_model].</summary>
+    public Parameter b_O => _b_O;
+
+    /// <summary>Residual-stream input [batch, pos, d_model] (already normalized) → attention output [batch, pos, d_model].</summary>
+    public override Tensor forward(Tensor x)
+    {
+        long batch = x.shape[0], pos = x.shape[1];
+        int H = _nHeads, Dh = _dHead, D = _dModel;
+
+        // One matmul for q, k and v of every head.
+        var qkv = _b_QKV.view(-1).addmm(x.reshape(batch * pos, D), _W_QKV.view(D, 3 * H * Dh))
+            .view(batch, pos, 3, H, Dh);                                   // [batch, pos, 3, head, d_head]
+        var q = hook_q.forward(qkv.select(2, 0));                          // [batch, pos, head, d_head]
+        var k = hook_k.forward(qkv.select(2, 1));                          // [batch, pos, head, d_head]
+        var v = hook_v.forward(qkv.select(2, 2));                          // [batch, pos, head, d_head]
+
+        Tensor z;                                                          // [batch, pos, head, d_head]
+        if (!hook_attn_scores.HasHooks && !hook_pattern.HasHooks)
+        {
+            // Fast path: fused causal attention kernel (scale 1/sqrt(d_head)).
+            z = nn.functional.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), null, 0.0, true) // [batch, head, pos, d_head]
+                .transpose(1, 2);
+        }
+        else
+        {
+            var scores = matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)) / Math.Sqrt(Dh); // [batch, head, query_pos, key_pos]
+            scores = scores.masked_fill(_mask.narrow(0, 0, pos).narrow(1, 0, pos), double.NegativeInfinity);
+            scores = hook_attn_scores.forward(scores);
+            var pattern = scores.softmax(-1);
+            pattern = hook_pattern.forward(pattern.nan_to_num(0.0));       // a row masked entirely by a hook → zeros
+            z = matmul(pattern, v.transpose(1, 2)).transpose(1, 2);        // [batch, pos, head, d_head]
+        }
+        z = hook_z.forward(z);
+
+        if (hook_result.HasHooks)
+        {
+            var result = hook_result.forward(einsum("bphd,hdm->bphm", z, _W_O)); // [batch, pos, head, d_model]
+            return result.sum(2) + _b_O;                                   // [batch, pos, d_model]
+        }
+        return _b_O.addmm(z.reshape(batch * pos, H * Dh), _W_O.view(H * Dh, D)).view(batch, pos, D);
+    }
+}

@@ -1,0 +1,26 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SafetyNotebooks.Models.Components;
+
+/// <summary>RMSNorm: x / sqrt(mean(x²) + eps) * w, with no centering and no bias.</summary>
+public sealed class RMSNorm : NormLayer
+{
+    readonly Parameter _w;
+
+    /// <summary>Creates an RMSNorm with w = 1.</summary>
+    public RMSNorm(string name, int dModel, double eps) : base(name, eps)
+    {
+        _w = new Parameter(ones(dModel));
+        register_parameter("w", _w);
+    }
+
+    /// <inheritdoc/>
+    public override Tensor w => _w;
+    /// <inheritdoc/>
+    public override bool Centers => false;
+
+    /// <summary>[batch, pos, d_model] → [batch, pos, d_model].</summary>
+    public override Tensor forward(Tensor x) => Normalize(x, _w, null);
+}

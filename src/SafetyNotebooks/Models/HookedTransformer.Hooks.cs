@@ -1,0 +1,105 @@
+using static TorchSharp.torch;
+
+namespace SafetyNotebooks.Models;
+
+public sealed partial class HookedTransformer
+{
+    /// <summary>
+    /// Runs the model and caches the activations whose names pass <paramref name="namesFilter"/> (all if null).
+    /// Only those activations are kept (and <c>hook_result</c> is only computed if it passes the filter).
+    /// </summary>
+    /// <param name="tokens">int64 [batch, pos].</param>
+    /// <param name="namesFilter">Which full hook names to cache; null caches everything.</param>
+    /// <param name="detach">True (default): cached tensors are detached from autograd. False keeps them in the graph.</param>
+    /// <returns>The logits [batch, pos, d_vocab] and the cache (dispose it to free the activations).</returns>
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, Func<string, bool>? namesFilter = null, bool detach = true)
+    {
+        var store = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var added = new List<(HookPoint Hp, Func<Tensor, HookPoint, Tensor?> Fn)>();
+        try
+        {
+            foreach (var (name, hp) in _hookPoints)
+            {
+                if (namesFilter is not null && !namesFilter(name)) continue;
+                Func<Tensor, HookPoint, Tensor?> fn = (x, h) =>
+                {
+                    var kept = (detach ? x.detach() : x.alias()).DetachFromDisposeScope();
+                    if (store.Remove(h.Name, out var old)) old.Dispose();
+                    store[h.Name] = kept;
+                    return null;
+                };
+                hp.AddHook(fn);
+                added.Add((hp, fn));
+            }
+            var logits = forward(tokens);
+            return (logits, new ActivationCache(store, this));
+        }
+        catch
+        {
+            foreach (var t in store.Values) t.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (var (hp, fn) in added) hp.RemoveHook(fn);
+        }
+    }
+
+    /// <summary>
+    /// Runs the model with temporary hooks (full names or shorthand such as <c>"pattern0"</c>); a hook returning a tensor
+    /// replaces the activation. The hooks are removed when the call returns, also when it throws.
+    /// </summary>
+    /// <returns>Logits [batch, pos, d_vocab].</returns>
+    public Tensor RunWithHooks(Tensor tokens, params (string Name, Func<Tensor, HookPoint, Tensor?> Hook)[] hooks)
+    {
+        var resolved = hooks.Select(h => (Hp: GetHookPoint(h.Name), h.Hook)).ToList(); // validate all names first
+        return RunWithResolvedHooks(tokens, resolved);
+    }
+
+    /// <summary>Runs the model with a temporary hook on every hook point whose full name passes <paramref name="namePredicate"/>.</summary>
+    public Tensor RunWithHooks(Tensor tokens, Func<string, bool> namePredicate, Func<Tensor, HookPoint, Tensor?> hook)
+    {
+        var resolved = _hookPoints.Where(kv => namePredicate(kv.Key)).Select(kv => (Hp: kv.Value, Hook: hook)).ToList();
+        return RunWithResolvedHooks(tokens, resolved);
+    }
+
+    Tensor RunWithResolvedHooks(Tensor tokens, List<(HookPoint Hp, Func<Tensor, HookPoint, Tensor?> Hook)> hooks)
+    {
+        var added = new List<(HookPoint, Func<Tensor, HookPoint, Tensor?>)>();
+        try
+        {
+            foreach (var (hp, fn) in hooks)
+            {
+                // Wrap so that adding the same delegate twice is still removed exactly once per addition.
+                Func<Tensor, HookPoint, Tensor?> wrapper = (x, h) => fn(x, h);
+                hp.AddHook(wrapper);
+                added.Add((hp, wrapper));
+            }
+            return forward(tokens);
+        }
+        finally
+        {
+            foreach (var (hp, fn) in added) hp.RemoveHook(fn);
+        }
+    }
+
+    /// <summary>Adds a hook that stays until <see cref="ResetHooks"/> (or forever if <paramref name="permanent"/>, unless reset with includePermanent).</summary>
+    public void AddHook(string name, Func<Tensor, HookPoint, Tensor?> hook, bool permanent = false) =>
+        GetHookPoint(name).AddHook(hook, permanent);
+
+    /// <summary>Adds a hook to every hook point whose full name passes <paramref name="namePredicate"/>.</summary>
+    public void AddHook(Func<string, bool> namePredicate, Func<Tensor, HookPoint, Tensor?> hook, bool permanent = false)
+    {
+        foreach (var (name, hp) in _hookPoints)
+            if (namePredicate(name)) hp.AddHook(hook, permanent);
+    }
+
+    /// <summary>Removes hooks added with <see cref="AddHook(string, Func{Tensor, HookPoint, Tensor?}, bool)"/> (permanent ones only if asked).</summary>
+    public void ResetHooks(bool includePermanent = false)
+    {
+        foreach (var hp in _hookPoints.Values) hp.RemoveHooks(includePermanent);
+    }
+
+    /// <summary>Total number of hooks currently attached anywhere in the model.</summary>
+    public int HookCount => _hookPoints.Values.Sum(h => h.HookCount);
+}

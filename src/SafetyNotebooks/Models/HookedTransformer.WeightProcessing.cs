@@ -1,0 +1,120 @@
+using SafetyNotebooks.Models.Components;
+using static TorchSharp.torch;
+
+namespace SafetyNotebooks.Models;
+
+public sealed partial class HookedTransformer
+{
+    /// <summary>
+    /// TransformerLens' standard weight processing, in its order: <see cref="FoldLayerNorm"/>,
+    /// <see cref="CenterWritingWeights"/>, <see cref="CenterUnembed"/>, <see cref="FoldValueBiases"/>.
+    /// Log-probabilities are unchanged (up to float error); logits change by a per-position constant, and
+    /// activations such as the residual stream change (they become centered). Returns this model.
+    /// </summary>
+    public HookedTransformer ProcessWeights(bool foldLn = true, bool centerWritingWeights = true, bool centerUnembed = true, bool foldValueBiases = true)
+    {
+        if (foldLn && Cfg.Normalization == NormalizationType.LN) FoldLayerNorm();
+        if (centerWritingWeights && Cfg.Normalization is NormalizationType.LN or NormalizationType.LNPre) CenterWritingWeights();
+        if (centerUnembed) CenterUnembed();
+        if (foldValueBiases) FoldValueBiases();
+        return this;
+    }
+
+    /// <summary>
+    /// Folds each LayerNorm's weight and bias into the weights that read its output (W_Q/W_K/W_V and their biases,
+    /// W_in/b_in, W_U/b_U), then (if <paramref name="centerWeights"/>) centers those reading weights over d_model, which
+    /// is exact because LayerNorm's output has zero mean. Afterwards the norms are <see cref="LayerNormPre"/> and
+    /// <see cref="HookedTransformerConfig.Normalization"/> is <see cref="NormalizationType.LNPre"/>.
+    /// Hooks attached to the old norm hook points are dropped.
+    /// </summary>
+    public void FoldLayerNorm(bool centerWeights = true)
+    {
+        if (Cfg.Normalization != NormalizationType.LN)
+            throw new InvalidOperationException($"FoldLayerNorm needs Normalization = LN but the model has {Cfg.Normalization} " +
+                "(already folded, or a normalization without a foldable bias).");
+        _unembed.Untie();
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            foreach (var block in _blockArray)
+            {
+                var a = block.attn;
+                var ln1 = block.ln1!;
+                // b_QKV[t, h, e] += Σ_d b[d] W_QKV[d, t, h, e]; W_QKV[d, ...] *= w[d]
+                a.b_QKV.add_(einsum("d,dthe->the", ln1.b!, a.W_QKV));
+                a.W_QKV.mul_(ln1.w!.view(-1, 1, 1, 1));
+                if (centerWeights) a.W_QKV.sub_(a.W_QKV.mean(new long[] { 0 }, keepdim: true));
+                if (block.mlp is { } mlp && block.ln2 is { } ln2)
+                {
+                    mlp.b_in.add_(matmul(ln2.b!, mlp.W_in));                     // [d_mlp]
+                    mlp.W_in.mul_(ln2.w!.view(-1, 1));
+                    if (centerWeights) mlp.W_in.sub_(mlp.W_in.mean(new long[] { 0 }, keepdim: true));
+                }
+            }
+            var lnf = _lnFinal!;
+            var wu = (Tensor)_unembed.W_U;                                       // [d_model, d_vocab]
+            _unembed.b_U.add_(matmul(lnf.b!, wu));
+            wu.mul_(lnf.w!.view(-1, 1));
+            if (centerWeights) wu.sub_(wu.mean(new long[] { 0 }, keepdim: true));
+        }
+        foreach (var block in _blockArray)
+            block.ReplaceNorms(new LayerNormPre("ln1", Cfg.LayerNormEps), block.mlp is null ? null : new LayerNormPre("ln2", Cfg.LayerNormEps));
+        var newFinal = new LayerNormPre("ln_final", Cfg.LayerNormEps);
+        _internal_submodules["ln_final"] = newFinal;
+        _lnFinal = newFinal;
+        Cfg = Cfg with { Normalization = NormalizationType.LNPre };
+        IndexHookPoints();
+    }
+
+    /// <summary>
+    /// Centers every weight that writes to the residual stream (W_E, W_pos, W_O, b_O, W_out, b_out) over d_model.
+    /// Exact for LayerNorm models, since every reader of the residual stream centers it first.
+    /// </summary>
+    public void CenterWritingWeights()
+    {
+        if (Cfg.Normalization is not (NormalizationType.LN or NormalizationType.LNPre))
+            throw new InvalidOperationException($"CenterWritingWeights only preserves outputs with LayerNorm (LN or LNPre); this model has {Cfg.Normalization}.");
+        _unembed.Untie();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        void Center(Tensor t) => t.sub_(t.mean(new long[] { -1 }, keepdim: true));
+        Center(_embed.W_E);
+        if (_posEmbed is not null) Center(_posEmbed.W_pos);
+        foreach (var block in _blockArray)
+        {
+            Center(block.attn.W_O);
+            Center(block.attn.b_O);
+            if (block.mlp is { } mlp) { Center(mlp.W_out); Center(mlp.b_out); }
+        }
+    }
+
+    /// <summary>
+    /// Subtracts the mean over the vocabulary from W_U and b_U. Softmax is invariant to adding a constant to all logits,
+    /// so probabilities are unchanged.
+    /// </summary>
+    public void CenterUnembed()
+    {
+        _unembed.Untie();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var wu = (Tensor)_unembed.W_U;
+        wu.sub_(wu.mean(new long[] { -1 }, keepdim: true));
+        _unembed.b_U.sub_(_unembed.b_U.mean());
+    }
+
+    /// <summary>
+    /// Moves the value biases into the output bias: <c>b_O += Σ_h b_V[h] @ W_O[h]</c>, <c>b_V = 0</c>. Exact because each
+    /// attention pattern row sums to one.
+    /// </summary>
+    public void FoldValueBiases()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        foreach (var block in _blockArray)
+        {
+            var a = block.attn;
+            a.b_O.add_(einsum("he,hem->m", a.b_V, a.W_O));
+            a.b_V.zero_();
+        }
+    }
+}

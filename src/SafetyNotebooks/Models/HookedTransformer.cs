@@ -1,0 +1,249 @@
+using SafetyNotebooks.Models.Components;
+using SafetyNotebooks.Runtime;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SafetyNotebooks.Models;
+
+/// <summary>
+/// A GPT-style decoder-only transformer with a <see cref="HookPoint"/> at every interesting activation, in the
+/// spirit of TransformerLens' <c>HookedTransformer</c>: tokens int64 [batch, pos] → logits [batch, pos, d_vocab].
+/// </summary>
+/// <remarks>
+/// <para>Hook names follow TransformerLens (<c>hook_embed</c>, <c>blocks.0.attn.hook_pattern</c>, <c>ln_final.hook_scale</c>, ...);
+/// see <see cref="HookNames"/> and <see cref="Utils.GetActName"/>. Weights have TransformerLens' names and shapes
+/// (<c>W_E</c> [d_vocab, d_model], per-layer <c>W_Q</c> [n_heads, d_model, d_head], ...).</para>
+/// <para>Every forward pass runs inside its own dispose scope: intermediate tensors are freed when it returns,
+/// and only the logits survive. Hooks that want to keep an activation use <see cref="HookPoint.Keep"/> or
+/// <see cref="RunWithCache"/>.</para>
+/// </remarks>
+public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
+{
+    static HookedTransformer() => TorchRuntime.EnsureLoaded();
+
+    readonly Embed _embed;
+    readonly PosEmbed? _posEmbed;
+    readonly BlockList _blocks;
+    readonly TransformerBlock[] _blockArray;
+    NormLayer? _lnFinal;
+    readonly Unembed _unembed;
+    readonly Dictionary<string, HookPoint> _hookPoints = new(StringComparer.Ordinal);
+
+    /// <summary>Token embeddings, [batch, pos, d_model].</summary>
+    public readonly HookPoint hook_embed = new("hook_embed");
+    /// <summary>Positional embeddings, [batch, pos, d_model] (absent when the config has no positional embedding).</summary>
+    public readonly HookPoint? hook_pos_embed;
+
+    /// <summary>All submodules and parameters are registered explicitly under TransformerLens names; no reflection-based registration.</summary>
+    protected override void RegisterComponents() { }
+
+    /// <summary>Builds a model with freshly initialised weights (normal(0, InitRange) matrices, zero biases, unit norms).</summary>
+    public HookedTransformer(HookedTransformerConfig cfg) : base("HookedTransformer")
+    {
+        Cfg = (cfg ?? throw new ArgumentNullException(nameof(cfg))).Validate();
+        // [n_ctx, n_ctx], true above the diagonal: key positions a query may not see.
+        var mask = ones(cfg.NCtx, cfg.NCtx, ScalarType.Bool).triu(1);
+
+        _embed = new Embed(cfg);
+        register_module("embed", _embed);
+        register_module("hook_embed", hook_embed);
+        if (cfg.PositionalEmbedding == PositionalEmbeddingType.Standard)
+        {
+            _posEmbed = new PosEmbed(cfg);
+            hook_pos_embed = new HookPoint("hook_pos_embed");
+            register_module("pos_embed", _posEmbed);
+            register_module("hook_pos_embed", hook_pos_embed);
+        }
+        _blockArray = Enumerable.Range(0, cfg.NLayers).Select(l => new TransformerBlock(cfg, l, mask)).ToArray();
+        _blocks = new BlockList(_blockArray);
+        register_module("blocks", _blocks);
+        _lnFinal = NormLayer.Create(cfg, "ln_final");
+        if (_lnFinal is not null) register_module("ln_final", _lnFinal);
+        _unembed = new Unembed(cfg, cfg.TiedEmbeddings ? _embed : null);
+        register_module("unembed", _unembed);
+
+        InitWeights();
+        IndexHookPoints();
+    }
+
+    /// <summary>The architecture.</summary>
+    public HookedTransformerConfig Cfg { get; private set; }
+
+    /// <summary>Token embedding module.</summary>
+    public Embed embed => _embed;
+    /// <summary>Positional embedding module (null when the config has none).</summary>
+    public PosEmbed? pos_embed => _posEmbed;
+    /// <summary>The transformer blocks.</summary>
+    public IReadOnlyList<TransformerBlock> blocks => _blockArray;
+    /// <summary>Final normalization (null when the config has none).</summary>
+    public NormLayer? ln_final => _lnFinal;
+    /// <summary>Unembedding module.</summary>
+    public Unembed unembed => _unembed;
+
+    /// <summary>Re-initialises every weight: matrices (names with <c>W_</c>) ~ normal(0, InitRange), biases 0, norm weights 1. Uses <see cref="HookedTransformerConfig.Seed"/> if set.</summary>
+    public void InitWeights()
+    {
+        if (Cfg.Seed is { } seed) random.manual_seed(seed);
+        double std = Cfg.EffectiveInitRange;
+        using var _ = no_grad();
+        foreach (var (name, p) in named_parameters())
+        {
+            var local = name[(name.LastIndexOf('.') + 1)..];
+            if (local.StartsWith("W_")) nn.init.normal_(p, 0, std);
+            else if (local == "w") p.fill_(1.0);
+            else p.zero_();
+        }
+    }
+
+    void IndexHookPoints()
+    {
+        _hookPoints.Clear();
+        // Depth-first in registration order (= forward order), unlike named_modules().
+        void Walk(nn.Module module, string prefix)
+        {
+            foreach (var (name, child) in module.named_children())
+            {
+                var full = prefix.Length == 0 ? name : prefix + "." + name;
+                if (child is HookPoint hp) { hp.Name = full; _hookPoints[full] = hp; }
+                else Walk(child, full);
+            }
+        }
+        Walk(this, "");
+    }
+
+    /// <summary>Every hook point name, in forward order.</summary>
+    public IReadOnlyList<string> HookNames => _hookPoints.Keys.ToList();
+
+    /// <summary>All hook points by full name.</summary>
+    public IReadOnlyDictionary<string, HookPoint> HookPoints => _hookPoints;
+
+    /// <summary>
+    /// The hook point with this full name or TransformerLens shorthand (e.g. <c>"pattern0"</c>); an unknown name throws
+    /// <see cref="ArgumentException"/> listing the closest valid names.
+    /// </summary>
+    public HookPoint GetHookPoint(string name)
+    {
+        if (_hookPoints.TryGetValue(name, out var hp)) return hp;
+        string? expanded = null;
+        try { expanded = Utils.GetActName(name); } catch (Exception) { }
+        if (expanded is not null && _hookPoints.TryGetValue(expanded, out hp)) return hp;
+        var close = Utils.ClosestNames(name, _hookPoints.Keys, 5);
+        throw new ArgumentException(
+            $"Unknown hook point '{name}'. Closest valid names: {string.Join(", ", close)}. " +
+            "See HookedTransformer.HookNames for the full list, or Utils.GetActName(\"pattern\", 0) to build a name.", nameof(name));
+    }
+
+    /// <summary>tokens int64 [batch, pos] (or [pos]) → logits [batch, pos, d_vocab].</summary>
+    public override Tensor forward(Tensor tokens)
+    {
+        using var scope = NewDisposeScope();
+        var residual = Residual(tokens);
+        return _unembed.forward(residual).MoveToOuterDisposeScope(); // [batch, pos, d_vocab]
+    }
+
+    /// <summary>Runs everything up to and including the final normalization: [batch, pos] → [batch, pos, d_model].</summary>
+    Tensor Residual(Tensor tokens)
+    {
+        if (tokens.dim() == 1) tokens = tokens.unsqueeze(0);
+        if (tokens.dim() != 2)
+            throw new ArgumentException($"Tokens must have shape [batch, pos] (or [pos]) but have shape [{string.Join(", ", tokens.shape)}].", nameof(tokens));
+        if (tokens.dtype != ScalarType.Int64) tokens = tokens.to_type(ScalarType.Int64);
+        if (tokens.numel() > 0)
+        {
+            long min = tokens.min().item<long>(), max = tokens.max().item<long>();
+            if (min < 0 || max >= Cfg.DVocab)
+                throw new ArgumentException($"Token ids must be in [0, {Cfg.DVocab}) (DVocab) but range over [{min}, {max}]. Check that the tokenizer matches the model.", nameof(tokens));
+        }
+        if (tokens.shape[1] > Cfg.NCtx)
+            throw new ArgumentException($"Sequence length {tokens.shape[1]} exceeds the model's context NCtx = {Cfg.NCtx}; truncate the tokens to at most {Cfg.NCtx} positions.", nameof(tokens));
+        var residual = hook_embed.forward(_embed.forward(tokens));                 // [batch, pos, d_model]
+        if (_posEmbed is not null)
+            residual = residual + hook_pos_embed!.forward(_posEmbed.forward(tokens));
+        foreach (var block in _blockArray)
+            residual = block.forward(residual);                                    // [batch, pos, d_model]
+        return _lnFinal is null ? residual : _lnFinal.forward(residual);
+    }
+
+    /// <summary>
+    /// Next-token cross-entropy of the model on <paramref name="tokens"/> [batch, pos] (predicting token t+1 from
+    /// positions ≤ t): the mean (a scalar), or per token [batch, pos - 1] if <paramref name="perToken"/>.
+    /// </summary>
+    public Tensor Loss(Tensor tokens, bool perToken = false)
+    {
+        using var scope = NewDisposeScope();
+        if (tokens.dim() == 1) tokens = tokens.unsqueeze(0);
+        var logits = forward(tokens);
+        return LossFromLogits(logits, tokens, perToken).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Next-token cross-entropy given logits [batch, pos, d_vocab] and tokens [batch, pos]: mean, or [batch, pos - 1] if <paramref name="perToken"/>.</summary>
+    public static Tensor LossFromLogits(Tensor logits, Tensor tokens, bool perToken = false)
+    {
+        long batch = logits.shape[0], pos = logits.shape[1], vocab = logits.shape[2];
+        if (pos < 2) throw new ArgumentException("Next-token loss needs at least 2 positions.", nameof(tokens));
+        var predictions = logits.narrow(1, 0, pos - 1).reshape(-1, vocab);       // [batch*(pos-1), d_vocab]
+        var targets = tokens.narrow(1, 1, pos - 1).reshape(-1).to_type(ScalarType.Int64);
+        if (!perToken) return nn.functional.cross_entropy(predictions, targets);
+        return nn.functional.cross_entropy(predictions, targets, reduction: nn.Reduction.None).view(batch, pos - 1);
+    }
+
+    // ---- Stacked weight accessors (new tensors, [n_layers, ...]) --------------------------------------------
+
+    /// <summary>[d_vocab, d_model]</summary>
+    public Tensor W_E => _embed.W_E;
+    /// <summary>[n_ctx, d_model] (throws if the model has no positional embedding)</summary>
+    public Tensor W_pos => _posEmbed?.W_pos ?? throw new InvalidOperationException("This model has no positional embedding (Cfg.PositionalEmbedding = None).");
+    /// <summary>[d_model, d_vocab]</summary>
+    public Tensor W_U => _unembed.W_U;
+    /// <summary>[d_vocab]</summary>
+    public Tensor b_U => _unembed.b_U;
+    /// <summary>Stacked query weights, [n_layers, n_heads, d_model, d_head] (a copy).</summary>
+    public Tensor W_Q => Stack(b => b.attn.W_Q);
+    /// <summary>Stacked key weights, [n_layers, n_heads, d_model, d_head] (a copy).</summary>
+    public Tensor W_K => Stack(b => b.attn.W_K);
+    /// <summary>Stacked value weights, [n_layers, n_heads, d_model, d_head] (a copy).</summary>
+    public Tensor W_V => Stack(b => b.attn.W_V);
+    /// <summary>Stacked output weights, [n_layers, n_heads, d_head, d_model] (a copy).</summary>
+    public Tensor W_O => Stack(b => b.attn.W_O);
+    /// <summary>[n_layers, n_heads, d_head] (a copy)</summary>
+    public Tensor b_Q => Stack(b => b.attn.b_Q);
+    /// <summary>[n_layers, n_heads, d_head] (a copy)</summary>
+    public Tensor b_K => Stack(b => b.attn.b_K);
+    /// <summary>[n_layers, n_heads, d_head] (a copy)</summary>
+    public Tensor b_V => Stack(b => b.attn.b_V);
+    /// <summary>[n_layers, d_model] (a copy)</summary>
+    public Tensor b_O => Stack(b => b.attn.b_O);
+    /// <summary>[n_layers, d_model, d_mlp] (a copy)</summary>
+    public Tensor W_in => Stack(b => MlpOf(b).W_in);
+    /// <summary>[n_layers, d_mlp] (a copy)</summary>
+    public Tensor b_in => Stack(b => MlpOf(b).b_in);
+    /// <summary>[n_layers, d_mlp, d_model] (a copy)</summary>
+    public Tensor W_out => Stack(b => MlpOf(b).W_out);
+    /// <summary>[n_layers, d_model] (a copy)</summary>
+    public Tensor b_out => Stack(b => MlpOf(b).b_out);
+
+    static Mlp MlpOf(TransformerBlock b) => b.mlp ?? throw new InvalidOperationException("This model is attention-only: it has no MLP weights.");
+
+    Tensor Stack(Func<TransformerBlock, Tensor> f)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        return stack(_blockArray.Select(f).ToArray()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Total number of parameters.</summary>
+    public long ParameterCount => parameters().Sum(p => p.numel());
+}
+
+/// <summary>Holds the blocks under the names "0", "1", ... (so hook names read <c>blocks.{l}.…</c>).</summary>
+internal sealed class BlockList : nn.Module
+{
+    public BlockList(IEnumerable<TransformerBlock> blocks) : base("blocks")
+    {
+        int i = 0;
+        foreach (var b in blocks) register_module((i++).ToString(), b);
+    }
+
+    protected override void RegisterComponents() { }
+}

@@ -1,0 +1,110 @@
+namespace SafetyNotebooks.Models;
+
+/// <summary>Which normalization the model applies before attention, MLP and unembedding.</summary>
+public enum NormalizationType
+{
+    /// <summary>LayerNorm with learned weight and bias (GPT-2).</summary>
+    LN,
+    /// <summary>LayerNorm without weight and bias: what <c>LN</c> becomes after <see cref="HookedTransformer.FoldLayerNorm"/>.</summary>
+    LNPre,
+    /// <summary>RMSNorm (no centering) with a learned weight.</summary>
+    RMS,
+    /// <summary>No normalization at all.</summary>
+    None,
+}
+
+/// <summary>How token positions enter the model.</summary>
+public enum PositionalEmbeddingType
+{
+    /// <summary>A learned absolute positional embedding <c>W_pos</c> added to the residual stream (GPT-2).</summary>
+    Standard,
+    /// <summary>No positional information at all (the model sees a bag of tokens plus the causal mask).</summary>
+    None,
+}
+
+/// <summary>
+/// The architecture of a <see cref="HookedTransformer"/>, in TransformerLens vocabulary.
+/// Create one with an object initializer or a factory (<see cref="Gpt2Small"/>, <see cref="AttnOnly2L"/>),
+/// and call <see cref="Validate"/> (the model does it) to get clear errors for inconsistent settings.
+/// </summary>
+public sealed record HookedTransformerConfig
+{
+    /// <summary>Number of transformer blocks.</summary>
+    public int NLayers { get; init; }
+    /// <summary>Width of the residual stream.</summary>
+    public int DModel { get; init; }
+    /// <summary>Number of attention heads per layer.</summary>
+    public int NHeads { get; init; }
+    /// <summary>Dimension of each head's query/key/value space.</summary>
+    public int DHead { get; init; }
+    /// <summary>Hidden width of the MLP (ignored when <see cref="AttnOnly"/>).</summary>
+    public int DMlp { get; init; }
+    /// <summary>Maximum context length (number of positions).</summary>
+    public int NCtx { get; init; }
+    /// <summary>Vocabulary size.</summary>
+    public int DVocab { get; init; }
+    /// <summary>MLP activation: "gelu_new" (tanh approximation, GPT-2), "gelu" (exact), "relu", "solu" (x·softmax(x)).</summary>
+    public string ActFn { get; init; } = "gelu_new";
+    /// <summary>Normalization type.</summary>
+    public NormalizationType Normalization { get; init; } = NormalizationType.LN;
+    /// <summary>Positional embedding type.</summary>
+    public PositionalEmbeddingType PositionalEmbedding { get; init; } = PositionalEmbeddingType.Standard;
+    /// <summary>If true, blocks have no MLP (and no <c>hook_resid_mid</c>).</summary>
+    public bool AttnOnly { get; init; }
+    /// <summary>
+    /// If true, a freshly initialised model shares <c>W_U = W_E.T</c>. Loaded checkpoints are always untied
+    /// (like TransformerLens), so that weight processing can change <c>W_U</c> alone.
+    /// </summary>
+    public bool TiedEmbeddings { get; init; }
+    /// <summary>Epsilon added to the variance in normalization layers.</summary>
+    public double LayerNormEps { get; init; } = 1e-5;
+    /// <summary>Standard deviation of the normal initialisation of weight matrices; null means 0.8/sqrt(DModel) (TransformerLens' default).</summary>
+    public double? InitRange { get; init; }
+    /// <summary>Seed for weight initialisation; null leaves the global torch generator as it is.</summary>
+    public int? Seed { get; init; }
+
+    /// <summary>The initialisation standard deviation actually used.</summary>
+    public double EffectiveInitRange => InitRange ?? 0.8 / Math.Sqrt(DModel);
+
+    /// <summary>Valid values of <see cref="ActFn"/>.</summary>
+    public static readonly string[] ActFns = { "gelu_new", "gelu", "relu", "solu" };
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the offending field and the fix.</summary>
+    public HookedTransformerConfig Validate()
+    {
+        void Positive(int v, string name, string hint)
+        {
+            if (v <= 0) throw new ArgumentException($"HookedTransformerConfig.{name} is {v} but must be positive. {hint}");
+        }
+        Positive(NLayers, nameof(NLayers), "Set the number of transformer blocks, e.g. NLayers = 2.");
+        Positive(DModel, nameof(DModel), "Set the residual stream width, e.g. DModel = 768.");
+        Positive(NHeads, nameof(NHeads), "Set the number of heads per layer, e.g. NHeads = 12.");
+        Positive(DHead, nameof(DHead), "Set the head dimension, usually DModel / NHeads.");
+        Positive(NCtx, nameof(NCtx), "Set the maximum context length, e.g. NCtx = 1024.");
+        Positive(DVocab, nameof(DVocab), "Set the vocabulary size, e.g. DVocab = 50257 for GPT-2.");
+        if (!AttnOnly)
+            Positive(DMlp, nameof(DMlp), "Set the MLP width (usually 4 * DModel) or set AttnOnly = true.");
+        if (!ActFns.Contains(ActFn))
+            throw new ArgumentException($"HookedTransformerConfig.ActFn is \"{ActFn}\" but must be one of {string.Join(", ", ActFns.Select(a => "\"" + a + "\""))}. " +
+                "GPT-2 uses \"gelu_new\".");
+        if (!(LayerNormEps > 0) && Normalization != NormalizationType.None)
+            throw new ArgumentException($"HookedTransformerConfig.LayerNormEps is {LayerNormEps} but must be > 0 (1e-5 is usual).");
+        if (InitRange is { } r && !(r > 0))
+            throw new ArgumentException($"HookedTransformerConfig.InitRange is {r} but must be > 0, or null for 0.8/sqrt(DModel).");
+        return this;
+    }
+
+    /// <summary>GPT-2 small's architecture (124M parameters): 12 layers, d_model 768, 12 heads, d_mlp 3072, vocab 50257, n_ctx 1024.</summary>
+    public static HookedTransformerConfig Gpt2Small() => new()
+    {
+        NLayers = 12, DModel = 768, NHeads = 12, DHead = 64, DMlp = 3072, NCtx = 1024, DVocab = 50257,
+        ActFn = "gelu_new", Normalization = NormalizationType.LN, TiedEmbeddings = true, InitRange = 0.02,
+    };
+
+    /// <summary>A small attention-only model (the kind used in induction-head experiments).</summary>
+    public static HookedTransformerConfig AttnOnly2L(int dVocab = 64, int nCtx = 128) => new()
+    {
+        NLayers = 2, DModel = 64, NHeads = 8, DHead = 8, DMlp = 0, NCtx = nCtx, DVocab = dVocab,
+        AttnOnly = true, Normalization = NormalizationType.LN,
+    };
+}
