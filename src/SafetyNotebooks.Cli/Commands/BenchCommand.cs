@@ -1,11 +1,168 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SafetyNotebooks.Benchmarks;
+using SafetyNotebooks.Cli.Notebooks;
+
 namespace SafetyNotebooks.Cli.Commands;
 
-/// <summary><c>safety-notebooks bench</c>: filled in with the model benchmarks.</summary>
+/// <summary>
+/// <c>safety-notebooks bench [--json] [--baseline] [--quick] [--only a,b] [--torch-dir DIR] [--python EXE]</c>:
+/// runs the model workloads (median seconds per step), the 2048² matmul peak and a long-run memory check in
+/// this process; with <c>--baseline</c> it then runs the same workloads in PyTorch (benchmarks/pytorch_baseline.py,
+/// Debian's PyTorch unpacked privately by benchmarks/setup-pytorch-baseline.sh) and prints both sides with ratios.
+/// </summary>
 public static class BenchCommand
 {
-    public static Task<int> Run(string[] args, TextWriter o)
+    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache" };
+
+    public static async Task<int> Run(string[] args, TextWriter o)
     {
-        o.WriteLine("bench: no benchmarks yet.");
-        return Task.FromResult(1);
+        var (pos, opts) = Program.Parse(args, "--only", "--torch-dir", "--python", "--threads");
+        var allowed = new[] { "--json", "--baseline", "--quick", "--only", "--torch-dir", "--python", "--threads" };
+        var unknown = opts.Keys.FirstOrDefault(k => !allowed.Contains(k));
+        if (unknown != null || pos.Count > 0) throw new UserError($"bench: unexpected '{unknown ?? pos[0]}'. Options: {string.Join(", ", allowed)}.");
+        bool json = opts.ContainsKey("--json"), quick = opts.ContainsKey("--quick") || SafetyNotebooks.Runtime.QuickMode.IsOn;
+        int threads = opts.TryGetValue("--threads", out var th) && int.TryParse(th, out var t) && t > 0 ? t : 2;
+        var only = opts.GetValueOrDefault("--only")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet();
+        var known = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").ToHashSet();
+        if (only != null && only.FirstOrDefault(n => !known.Contains(n)) is { } bad)
+            throw new UserError($"bench: unknown workload '{bad}'. Workloads: {string.Join(", ", known)}.");
+        bool Want(string n) => only == null || only.Contains(n);
+
+        SafetyNotebooks.Runtime.TorchRuntime.EnsureLoaded();
+        TorchSharp.torch.set_num_threads(threads);
+        var dotnet = new Dictionary<string, JsonObject>();
+        void Emit(JsonObject line)
+        {
+            dotnet[line["name"]!.GetValue<string>()] = line;
+            if (json) o.WriteLine(line.ToJsonString());
+            else o.WriteLine($"  .NET  {line["name"],-28} {Describe(line)}");
+        }
+        if (!json) o.WriteLine($"SafetyNotebooks bench — TorchSharp {SafetyNotebooks.Runtime.EnvironmentSummary.VersionOf(typeof(TorchSharp.torch).Assembly)}, {threads} threads{(quick ? ", quick" : "")}");
+
+        if (Want("matmul_peak"))
+        {
+            var sw = Stopwatch.StartNew();
+            double gflops = ModelBenchmarks.MatmulPeak(2048, warmup: 3, runs: quick ? 5 : 15);
+            Emit(new JsonObject { ["name"] = "matmul_peak", ["median_s"] = 2.0 * Math.Pow(2048, 3) / gflops / 1e9, ["runs"] = quick ? 5 : 15, ["gflops"] = Math.Round(gflops, 1), ["side"] = "dotnet", ["threads"] = threads });
+        }
+        if (Want("attn_only_train_step"))
+            Emit(Line("attn_only_train_step", ModelBenchmarks.AttnOnlyTrainStep(warmup: 3, runs: quick ? 10 : 20), quick ? 10 : 20));
+        if (Want("gpt2_small_forward"))
+            Emit(Line("gpt2_small_forward", ModelBenchmarks.Gpt2SmallForward(warmup: 1, runs: quick ? 3 : 7), quick ? 3 : 7));
+        if (Want("gpt2_small_run_with_cache"))
+            Emit(Line("gpt2_small_run_with_cache", ModelBenchmarks.Gpt2SmallRunWithCache(warmup: 1, runs: quick ? 3 : 7), quick ? 3 : 7));
+        if (Want("attn_only_memory"))
+        {
+            var m = ModelBenchmarks.TrainingMemory(quick ? 300 : 2000);
+            Emit(new JsonObject
+            {
+                ["name"] = "attn_only_memory", ["median_s"] = m.SecondsPerStep, ["runs"] = m.Steps, ["side"] = "dotnet",
+                ["rss_early_mb"] = Math.Round(m.RssEarlyMb, 1), ["rss_end_mb"] = Math.Round(m.RssEndMb, 1),
+                ["rss_growth_mb"] = Math.Round(m.RssGrowthMb, 1), ["live_tensors_early"] = m.LiveTensorsEarly, ["live_tensors_end"] = m.LiveTensorsEnd,
+            });
+        }
+
+        Dictionary<string, JsonObject>? torch = null;
+        if (opts.ContainsKey("--baseline"))
+            torch = await RunBaseline(opts.GetValueOrDefault("--torch-dir"), opts.GetValueOrDefault("--python"), threads, json ? o : null, o);
+
+        if (!json) PrintSummary(o, dotnet, torch);
+        return 0;
+    }
+
+    static JsonObject Line(string name, double seconds, int runs) =>
+        new() { ["name"] = name, ["median_s"] = seconds, ["runs"] = runs, ["side"] = "dotnet" };
+
+    static string Describe(JsonObject l)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        if (l["gflops"] is { } g) return string.Format(ci, "{0,8:0.0} GFLOP/s", g.GetValue<double>());
+        var s = string.Format(ci, "{0,8:0.0000} s/step", l["median_s"]!.GetValue<double>());
+        if (l["rss_growth_mb"] is { } r)
+            s += string.Format(ci, "  ({0} steps; RSS {1:0} → {2:0} MB, growth {3:+0.0;-0.0} MB; live tensors {4} → {5})",
+                l["runs"], l["rss_early_mb"]!.GetValue<double>(), l["rss_end_mb"]!.GetValue<double>(), r.GetValue<double>(),
+                l["live_tensors_early"], l["live_tensors_end"]);
+        return s;
+    }
+
+    static async Task<Dictionary<string, JsonObject>> RunBaseline(string? torchDir, string? python, int threads, TextWriter? jsonOut, TextWriter o)
+    {
+        var root = Doctor.RepoRoot() ?? Directory.GetCurrentDirectory();
+        torchDir ??= Path.Combine(root, "artifacts", "pytorch-baseline");
+        var script = Path.Combine(root, "benchmarks", "pytorch_baseline.py");
+        if (!File.Exists(script)) throw new UserError($"{script} not found; run bench from the repository.");
+        python ??= File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+        var psi = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(script);
+        psi.ArgumentList.Add(threads.ToString(CultureInfo.InvariantCulture));
+        var lib = Path.Combine(torchDir, "usr", "lib", "x86_64-linux-gnu");
+        var pkgs = Path.Combine(torchDir, "usr", "lib", "python3", "dist-packages");
+        if (Directory.Exists(pkgs))
+        {
+            psi.Environment["LD_LIBRARY_PATH"] = lib;
+            psi.Environment["PYTHONPATH"] = pkgs;
+        }
+        else if (!opts_pythonHasTorch(python))
+            throw new UserError($"no PyTorch baseline at {torchDir}. Install it once with 'bash benchmarks/setup-pytorch-baseline.sh' (Debian/Ubuntu, root), or pass --python EXE with torch installed.");
+        psi.Environment["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
+        using var p = Process.Start(psi)!;
+        var result = new Dictionary<string, JsonObject>();
+        string? line;
+        while ((line = await p.StandardOutput.ReadLineAsync()) != null)
+        {
+            if (JsonNode.Parse(line) is not JsonObject obj) continue;
+            result[obj["name"]!.GetValue<string>()] = obj;
+            if (jsonOut != null) jsonOut.WriteLine(line);
+            else o.WriteLine($"  torch {obj["name"],-28} {Describe(obj)}");
+        }
+        var err = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        if (p.ExitCode != 0) throw new UserError($"the PyTorch baseline failed (exit {p.ExitCode}): {err.Trim().Split('\n').LastOrDefault()}");
+        return result;
+    }
+
+    static bool opts_pythonHasTorch(string python)
+    {
+        try
+        {
+            using var p = Process.Start(new ProcessStartInfo(python, "-c \"import torch\"") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false })!;
+            p.WaitForExit(60_000);
+            return p.ExitCode == 0;
+        }
+        catch { return false; }
+    }
+
+    static void PrintSummary(TextWriter o, Dictionary<string, JsonObject> dotnet, Dictionary<string, JsonObject>? torch)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        double S(Dictionary<string, JsonObject> d, string n) => d.TryGetValue(n, out var l) ? l["median_s"]!.GetValue<double>() : double.NaN;
+        o.WriteLine();
+        o.WriteLine($"{"workload",-28} {".NET s/step",12} {"PyTorch s/step",15} {"ratio",7}  target");
+        foreach (var n in ModelWorkloads)
+        {
+            if (!dotnet.ContainsKey(n)) continue;
+            double a = S(dotnet, n), b = torch != null ? S(torch, n) : double.NaN;
+            var ratio = double.IsNaN(b) ? "" : (a / b).ToString("0.00", ci) + "×";
+            var target = n == "attn_only_train_step" ? "(tracked)" : "≤ 1.00× PyTorch";
+            var verdict = double.IsNaN(b) || n == "attn_only_train_step" ? "" : a / b <= 1.0 ? "  met" : "  NOT met";
+            o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0000} {2,15} {3,7}  {4}{5}", n, a, double.IsNaN(b) ? "-" : b.ToString("0.0000", ci), ratio, target, verdict));
+        }
+        if (dotnet.ContainsKey("gpt2_small_forward") && dotnet.ContainsKey("gpt2_small_run_with_cache"))
+        {
+            double r = S(dotnet, "gpt2_small_run_with_cache") / S(dotnet, "gpt2_small_forward");
+            o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.00}×{2,23}  ≤ 1.25× forward{3}", "cache-all / forward (.NET)", r, "", r <= 1.25 ? "  met" : "  NOT met"));
+            if (torch != null && torch.ContainsKey("gpt2_small_forward"))
+                o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.00}×", "cache-all / forward (torch)", S(torch, "gpt2_small_run_with_cache") / S(torch, "gpt2_small_forward")));
+        }
+        if (dotnet.TryGetValue("matmul_peak", out var mp))
+            o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0} GFLOP/s{2}", "matmul_peak 2048² (.NET)", mp["gflops"]!.GetValue<double>(),
+                torch != null && torch.TryGetValue("matmul_peak", out var tp) ? string.Format(ci, "   PyTorch {0:0.0} GFLOP/s", tp["gflops"]!.GetValue<double>()) : ""));
+        if (dotnet.TryGetValue("attn_only_memory", out var mem))
+            o.WriteLine(string.Format(ci, "{0,-28} RSS growth {1:+0.0;-0.0} MB over {2} steps, live tensors {3} → {4}  (target: stable){5}", "memory (.NET)",
+                mem["rss_growth_mb"]!.GetValue<double>(), mem["runs"], mem["live_tensors_early"], mem["live_tensors_end"],
+                mem["live_tensors_end"]!.GetValue<long>() <= mem["live_tensors_early"]!.GetValue<long>() && mem["rss_growth_mb"]!.GetValue<double>() < 50 ? "  met" : "  NOT met"));
     }
 }

@@ -103,4 +103,47 @@ public static class ModelBenchmarks
         var seconds = MedianSeconds(() => { using var c = a.matmul(b); }, warmup, runs);
         return 2.0 * n * n * n / seconds / 1e9;
     }
+
+    /// <summary>Memory over a long training run: resident set size and live tensors, early and at the end.</summary>
+    public sealed record MemoryReport(int Steps, double RssEarlyMb, double RssEndMb, long LiveTensorsEarly, long LiveTensorsEnd, double SecondsPerStep)
+    {
+        /// <summary>RSS growth from the early sample (after warm-up, at 10% of the steps) to the end.</summary>
+        public double RssGrowthMb => RssEndMb - RssEarlyMb;
+    }
+
+    /// <summary>
+    /// Trains the <see cref="AttnOnlyTrainStep"/> model for <paramref name="steps"/> AdamW steps on fresh random
+    /// batches and samples memory at 10% of the run and at the end. A loop that leaks tensors grows without bound.
+    /// </summary>
+    public static MemoryReport TrainingMemory(int steps = 2000)
+    {
+        TorchRuntime.EnsureLoaded();
+        var cfg = HookedTransformerConfig.AttnOnly2L(dVocab: 64, nCtx: 65) with { Seed = 0 };
+        using var model = new HookedTransformer(cfg);
+        using var opt = optim.AdamW(model.parameters(), 1e-3);
+        int early = Math.Max(1, steps / 10);
+        double rssEarly = 0; long liveEarly = 0;
+        var sw = Stopwatch.StartNew();
+        for (int i = 1; i <= steps; i++)
+        {
+            using (var scope = NewDisposeScope())
+            {
+                var tokens = randint(0, 64, new long[] { 64, 65 });
+                opt.zero_grad();
+                var loss = model.Loss(tokens);
+                loss.backward();
+                opt.step();
+            }
+            if (i == early)
+            {
+                GC.Collect(); GC.WaitForPendingFinalizers();
+                rssEarly = Environment.WorkingSet / 1048576.0;
+                liveEarly = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            }
+        }
+        double perStep = sw.Elapsed.TotalSeconds / steps;
+        GC.Collect(); GC.WaitForPendingFinalizers();
+        return new MemoryReport(steps, rssEarly, Environment.WorkingSet / 1048576.0, liveEarly,
+            DisposeScopeManager.Statistics.ThreadTotalLiveCount, perStep);
+    }
 }

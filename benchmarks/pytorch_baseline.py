@@ -1,0 +1,151 @@
+"""PyTorch baseline for `safety-notebooks bench --baseline`: the same workloads as the .NET side
+(src/SafetyNotebooks/Benchmarks/ModelBenchmarks.cs), same shapes, same thread count, printed as one
+JSON object per line: {"name": ..., "median_s": ..., "runs": ...} (matmul_peak also has "gflops").
+
+A plain GPT-2-style model written for this benchmark (pre-LN, learned positions, gelu_new,
+fused QKV); `cache=True` stores every activation TransformerLens would hook, including per-head
+results, to mirror run_with_cache.
+"""
+import json, math, statistics, sys, time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def gelu_new(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model, n_heads, d_mlp, attn_only):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.ln1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.attn_only = attn_only
+        if not attn_only:
+            self.ln2 = nn.LayerNorm(d_model)
+            self.fc_in = nn.Linear(d_model, d_mlp)
+            self.fc_out = nn.Linear(d_mlp, d_model)
+
+    def forward(self, x, mask, cache, layer):
+        B, T, D = x.shape
+        h = self.ln1(x)
+        q, k, v = self.qkv(h).view(B, T, 3, self.n_heads, self.d_head).unbind(2)   # each [B, T, H, dh]
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.d_head)
+        scores = scores.masked_fill(mask[:T, :T], float("-inf"))
+        pattern = scores.softmax(-1)                                                # [B, H, T, T]
+        z = torch.einsum("bhqk,bkhd->bqhd", pattern, v)                             # [B, T, H, dh]
+        attn_out = self.out(z.reshape(B, T, D))
+        if cache is not None:
+            p = f"blocks.{layer}."
+            w_o = self.out.weight.t().view(self.n_heads, self.d_head, D)
+            cache.update({p + "hook_resid_pre": x, p + "ln1.hook_normalized": h, p + "attn.hook_q": q,
+                          p + "attn.hook_k": k, p + "attn.hook_v": v, p + "attn.hook_attn_scores": scores,
+                          p + "attn.hook_pattern": pattern, p + "attn.hook_z": z,
+                          p + "attn.hook_result": torch.einsum("bqhd,hdm->bqhm", z, w_o),
+                          p + "hook_attn_out": attn_out})
+        x = x + attn_out
+        if self.attn_only:
+            return x
+        if cache is not None:
+            cache[f"blocks.{layer}.hook_resid_mid"] = x
+        h2 = self.ln2(x)
+        pre = self.fc_in(h2)
+        post = gelu_new(pre)
+        mlp_out = self.fc_out(post)
+        if cache is not None:
+            p = f"blocks.{layer}."
+            cache.update({p + "ln2.hook_normalized": h2, p + "mlp.hook_pre": pre, p + "mlp.hook_post": post,
+                          p + "hook_mlp_out": mlp_out})
+        x = x + mlp_out
+        if cache is not None:
+            cache[f"blocks.{layer}.hook_resid_post"] = x
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, n_layers, d_model, n_heads, d_mlp, d_vocab, n_ctx, attn_only=False):
+        super().__init__()
+        self.embed = nn.Embedding(d_vocab, d_model)
+        self.pos = nn.Embedding(n_ctx, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_mlp, attn_only) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.unembed = nn.Linear(d_model, d_vocab)
+        self.register_buffer("mask", torch.triu(torch.ones(n_ctx, n_ctx, dtype=torch.bool), 1))
+
+    def forward(self, tokens, cache=None):
+        T = tokens.shape[1]
+        e, p = self.embed(tokens), self.pos(torch.arange(T))
+        if cache is not None:
+            cache["hook_embed"], cache["hook_pos_embed"] = e, p
+        x = e + p
+        for i, b in enumerate(self.blocks):
+            x = b(x, self.mask, cache, i)
+        x = self.ln_f(x)
+        if cache is not None:
+            cache["ln_final.hook_normalized"] = x
+        return self.unembed(x)
+
+
+def median_seconds(step, warmup, runs):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def attn_only_train_step(warmup=3, runs=20):
+    torch.manual_seed(0)
+    model = GPT(2, 64, 8, 0, 64, 65, attn_only=True)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    tokens = torch.randint(0, 64, (64, 65))
+
+    def step():
+        opt.zero_grad()
+        logits = model(tokens)
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, 64), tokens[:, 1:].reshape(-1))
+        loss.backward()
+        opt.step()
+    return median_seconds(step, warmup, runs), runs
+
+
+def gpt2_small(cache, warmup=1, runs=5):
+    torch.manual_seed(0)
+    model = GPT(12, 768, 12, 3072, 50257, 1024).eval()
+    tokens = torch.randint(0, 50257, (4, 128))
+
+    def step():
+        with torch.no_grad():
+            model(tokens, {} if cache else None)
+    return median_seconds(step, warmup, runs), runs
+
+
+def matmul_peak(n=2048, warmup=5, runs=15):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    s = median_seconds(lambda: a @ b, warmup, runs)
+    return s, runs, 2.0 * n ** 3 / s / 1e9
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    torch.set_num_threads(threads)
+    s, runs, gflops = matmul_peak()
+    print(json.dumps({"name": "matmul_peak", "median_s": s, "runs": runs, "gflops": gflops,
+                      "side": "pytorch", "version": torch.__version__, "threads": threads}), flush=True)
+    s, runs = attn_only_train_step()
+    print(json.dumps({"name": "attn_only_train_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    s, runs = gpt2_small(cache=False)
+    print(json.dumps({"name": "gpt2_small_forward", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    s, runs = gpt2_small(cache=True)
+    print(json.dumps({"name": "gpt2_small_run_with_cache", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
