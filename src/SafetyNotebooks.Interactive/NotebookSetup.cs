@@ -60,8 +60,15 @@ public sealed class KernelExtension : IKernelExtension
     public Task OnLoadAsync(Kernel kernel)
     {
         AssemblyBinding.InstallFSharpCoreRedirect();
+        Register();
         kernel.RegisterForDisposal(() => Progress.SinkFactory = () => new ConsoleProgressSink());
-        Formatters.Register();
         return Task.CompletedTask;
+    }
+
+    static void Register()
+    {
+        TorchRuntime.EnsureLoaded();
+        Formatters.Register();
+        Progress.SinkFactory = () => new NotebookProgressSink(); // charts embed plotly.js with the first one shown
     }
 }
