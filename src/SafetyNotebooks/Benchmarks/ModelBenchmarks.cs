@@ -66,21 +66,15 @@ public static class ModelBenchmarks
     static HookedTransformer RandomGpt2Small() => new(HookedTransformerConfig.Gpt2Small() with { Seed = 0 });
 
     /// <summary>Inference forward pass of GPT-2 small (random weights) on 4 × 128 tokens, without autograd.</summary>
-    public static double Gpt2SmallForward(int warmup = 1, int runs = 5)
-    {
-        TorchRuntime.EnsureLoaded();
-        using var model = RandomGpt2Small();
-        using var tokens = randint(0, 50257, new long[] { 4, 128 });
-        return MedianSeconds(() =>
-        {
-            using var scope = NewDisposeScope();
-            using var _ = no_grad();
-            model.forward(tokens);
-        }, warmup, runs);
-    }
+    public static double Gpt2SmallForward(int warmup = 1, int runs = 5) =>
+        TimeGpt2Small((model, tokens) => model.forward(tokens), warmup, runs);
 
     /// <summary>GPT-2 small (random weights) on 4 × 128 tokens with every activation cached (including per-head results).</summary>
-    public static double Gpt2SmallRunWithCache(int warmup = 1, int runs = 5)
+    public static double Gpt2SmallRunWithCache(int warmup = 1, int runs = 5) =>
+        TimeGpt2Small((model, tokens) => model.RunWithCache(tokens).Cache.Dispose(), warmup, runs);
+
+    /// <summary>Times <paramref name="step"/> on a random GPT-2 small and 4 × 128 random tokens, under no_grad, in a dispose scope.</summary>
+    static double TimeGpt2Small(Action<HookedTransformer, Tensor> step, int warmup, int runs)
     {
         TorchRuntime.EnsureLoaded();
         using var model = RandomGpt2Small();
@@ -89,8 +83,7 @@ public static class ModelBenchmarks
         {
             using var scope = NewDisposeScope();
             using var _ = no_grad();
-            var (_, cache) = model.RunWithCache(tokens);
-            cache.Dispose();
+            step(model, tokens);
         }, warmup, runs);
     }
 
