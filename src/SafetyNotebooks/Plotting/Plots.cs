@@ -25,11 +25,17 @@ public static class Plots
         return Line(title, xTitle, yTitle, (name, Enumerable.Range(0, ys.Length).Select(i => (double)i), ys));
     }
 
-    /// <summary>A scatter plot of points, optionally with hover labels.</summary>
-    public static GenericChart Scatter(string title, string xTitle, string yTitle, IEnumerable<double> x, IEnumerable<double> y, IEnumerable<string>? labels = null, string name = "")
+    /// <summary>
+    /// A scatter plot of points, optionally with labels: shown on hover, or also written next to each point when
+    /// <paramref name="showLabels"/> is true (useful for a few dozen labelled points, e.g. embeddings of a small vocabulary).
+    /// </summary>
+    public static GenericChart Scatter(string title, string xTitle, string yTitle, IEnumerable<double> x, IEnumerable<double> y, IEnumerable<string>? labels = null, string name = "", bool showLabels = false)
     {
-        var chart = CSharpChart.Point<double, double, string>(x: x.ToArray(), y: y.ToArray(), Name: name,
-            MultiText: labels?.ToArray());
+        var chart = showLabels && labels is not null
+            ? CSharpChart.Point<double, double, string>(x: x.ToArray(), y: y.ToArray(), Name: name,
+                MultiText: labels.ToArray(), TextPosition: StyleParam.TextPosition.TopCenter)
+            : CSharpChart.Point<double, double, string>(x: x.ToArray(), y: y.ToArray(), Name: name,
+                MultiText: labels?.ToArray());
         return Style(chart, title, xTitle, yTitle);
     }
 

@@ -30,6 +30,17 @@ public class OfflineHtmlTests
     }
 
     [Fact]
+    public void ScatterWritesLabelsNextToPointsOnlyWhenAsked()
+    {
+        var labels = new[] { "zero", "one" };
+        var hover = OfflineHtml.ChartDiv(Plots.Scatter("t", "x (units)", "y (units)", new double[] { 0, 1 }, new double[] { 1, 0 }, labels));
+        var shown = OfflineHtml.ChartDiv(Plots.Scatter("t", "x (units)", "y (units)", new double[] { 0, 1 }, new double[] { 1, 0 }, labels, showLabels: true));
+        Assert.Contains("\"mode\":\"markers\"", hover);
+        Assert.Contains("\"mode\":\"markers+text\"", shown);
+        Assert.Contains("\"text\":[\"zero\",\"one\"]", shown);
+    }
+
+    [Fact]
     public void HeatmapRejectsMismatchedLabels()
     {
         var e = Assert.Throws<ArgumentException>(() => Plots.Heatmap("t", "x", "y", new double[2, 3], new[] { "a", "b" }));
