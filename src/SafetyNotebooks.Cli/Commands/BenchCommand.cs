@@ -40,7 +40,7 @@ public static class BenchCommand
             if (json) o.WriteLine(line.ToJsonString());
             else o.WriteLine($"  .NET  {line["name"],-28} {Describe(line)}");
         }
-        if (!json) o.WriteLine($"SafetyNotebooks bench — TorchSharp {SafetyNotebooks.Runtime.EnvironmentSummary.VersionOf(typeof(TorchSharp.torch).Assembly)}, {threads} threads{(quick ? ", quick" : "")}");
+        if (!json) o.WriteLine($"SafetyNotebooks bench — TorchSharp {SafetyNotebooks.Runtime.EnvironmentSummary.VersionOf(typeof(TorchSharp.torch).Assembly)}, {threads} threads, OMP_WAIT_POLICY {SafetyNotebooks.Runtime.TorchRuntime.OmpWaitPolicy}{(quick ? ", quick" : "")}");
 
         if (Want("matmul_peak"))
         {
@@ -108,6 +108,8 @@ public static class BenchCommand
         else if (!opts_pythonHasTorch(python))
             throw new UserError($"no PyTorch baseline at {torchDir}. Install it once with 'bash benchmarks/setup-pytorch-baseline.sh' (Debian/Ubuntu, root), or pass --python EXE with torch installed.");
         psi.Environment["OMP_NUM_THREADS"] = threads.ToString(CultureInfo.InvariantCulture);
+        if (SafetyNotebooks.Runtime.TorchRuntime.OmpWaitPolicy != "default")   // same OpenMP policy on both sides
+            psi.Environment["OMP_WAIT_POLICY"] = SafetyNotebooks.Runtime.TorchRuntime.OmpWaitPolicy;
         using var p = Process.Start(psi)!;
         var result = new Dictionary<string, JsonObject>();
         string? line;
