@@ -51,9 +51,9 @@ public static class BenchCommand
         if (Want("attn_only_train_step"))
             Emit(Line("attn_only_train_step", ModelBenchmarks.AttnOnlyTrainStep(warmup: 3, runs: quick ? 10 : 20), quick ? 10 : 20));
         if (Want("gpt2_small_forward"))
-            Emit(Line("gpt2_small_forward", ModelBenchmarks.Gpt2SmallForward(warmup: 1, runs: quick ? 3 : 7), quick ? 3 : 7));
+            Emit(Line("gpt2_small_forward", ModelBenchmarks.Gpt2SmallForward(warmup: 2, runs: quick ? 3 : 11), quick ? 3 : 11));
         if (Want("gpt2_small_run_with_cache"))
-            Emit(Line("gpt2_small_run_with_cache", ModelBenchmarks.Gpt2SmallRunWithCache(warmup: 1, runs: quick ? 3 : 7), quick ? 3 : 7));
+            Emit(Line("gpt2_small_run_with_cache", ModelBenchmarks.Gpt2SmallRunWithCache(warmup: 2, runs: quick ? 3 : 11), quick ? 3 : 11));
         if (Want("attn_only_memory"))
         {
             var m = ModelBenchmarks.TrainingMemory(quick ? 300 : 2000);

@@ -12,7 +12,7 @@ public static class EnvironmentSummary
         TorchRuntime.EnsureLoaded();
         return $"SafetyNotebooks {VersionOf(typeof(EnvironmentSummary).Assembly)} | .NET {Environment.Version} | " +
                $"TorchSharp {VersionOf(typeof(TorchSharp.torch).Assembly)} | " +
-               $"threads {TorchSharp.torch.get_num_threads()} | seed {Seeds.Current} | " +
+               $"threads {TorchSharp.torch.get_num_threads()}{(TorchRuntime.MklOnAmd.StartsWith("AMD:") ? " (MKL fast kernels on AMD)" : "")} | seed {Seeds.Current} | " +
                $"{(QuickMode.IsOn ? "QUICK mode" : "full mode")} | {RuntimeInformation.OSDescription}";
     }
 
