@@ -116,7 +116,7 @@ usage:
         Directory.CreateDirectory(outDir);
         foreach (var nb in NotebookDocument.Discover(source))
         {
-            var (learner, hidden) = LearnerExporter.Export(NotebookDocument.Load(nb));
+            var (learner, hidden) = LearnerExporter.Export(NotebookDocument.Load(nb), outDir);
             var target = Path.Combine(outDir, Path.GetFileName(nb));
             File.WriteAllText(target, learner.ToJson());
             Console.WriteLine($"{Path.GetFileName(nb)}: {hidden} solution(s) replaced → {target}");

@@ -16,8 +16,12 @@ public static class LearnerExporter
     public const string EndMarker = "// END SOLUTION";
     public const string Stub = "throw new NotImplementedException(\"Exercise: write your solution here, run this cell, then run the check below.\");";
 
-    /// <summary>Returns the learner edition of a notebook (the input is not changed) and how many solutions were hidden.</summary>
-    public static (NotebookDocument Learner, int Hidden) Export(NotebookDocument solution)
+    /// <summary>
+    /// Returns the learner edition of a notebook (the input is not changed) and how many solutions were hidden.
+    /// When <paramref name="targetDirectory"/> is given, relative <c>#r "path"</c> references are rewritten so they
+    /// still point at the same files from there (the setup cell's library path).
+    /// </summary>
+    public static (NotebookDocument Learner, int Hidden) Export(NotebookDocument solution, string? targetDirectory = null)
     {
         var doc = solution.Clone();
         int hidden = 0;
@@ -38,7 +42,9 @@ public static class LearnerExporter
                 else
                 {
                     var (text, n) = StripSolutions(NotebookDocument.Source(cell), solution.Name, i + 1);
-                    if (n > 0) { NotebookDocument.SetSource(cell, text); hidden += n; }
+                    hidden += n;
+                    if (targetDirectory != null) text = RebaseReferences(text, Path.GetDirectoryName(Path.GetFullPath(solution.Path))!, targetDirectory);
+                    NotebookDocument.SetSource(cell, text);
                 }
                 cell["outputs"] = new JsonArray();
                 cell["execution_count"] = null;
@@ -50,6 +56,20 @@ public static class LearnerExporter
         doc.Root["metadata"]!["safety_notebooks"] = new JsonObject { ["edition"] = "learner" };
         return (doc, hidden);
     }
+
+    static readonly System.Text.RegularExpressions.Regex ReferenceLine =
+        new(@"^(\s*#r\s+"")(?!nuget:)([^""]+)("")", System.Text.RegularExpressions.RegexOptions.Multiline);
+
+    /// <summary>Rewrites relative <c>#r "file"</c> paths written for <paramref name="fromDir"/> so they work from <paramref name="toDir"/>.</summary>
+    public static string RebaseReferences(string source, string fromDir, string toDir) =>
+        ReferenceLine.Replace(source, m =>
+        {
+            var path = m.Groups[2].Value;
+            if (Path.IsPathRooted(path)) return m.Value;
+            var absolute = Path.GetFullPath(Path.Combine(fromDir, path));
+            var rebased = Path.GetRelativePath(Path.GetFullPath(toDir), absolute).Replace('\\', '/');
+            return m.Groups[1].Value + rebased + m.Groups[3].Value;
+        });
 
     /// <summary>Replaces each marked region of <paramref name="source"/> with the stub; errors name the notebook and cell.</summary>
     public static (string Text, int Regions) StripSolutions(string source, string notebook = "notebook", int cellNumber = 0)

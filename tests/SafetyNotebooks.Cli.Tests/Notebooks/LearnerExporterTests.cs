@@ -41,3 +41,15 @@ public class LearnerExporterTests
         Assert.Contains("return 1", NotebookDocument.Source((JsonObject)doc.Cells[1]!)); // original untouched
     }
 }
+
+public class LearnerReferenceTests
+{
+    [Fact]
+    public void RelativeLibraryReferencesAreRebasedForTheOutputFolder()
+    {
+        var src = "#r \"../src/Lib/bin/Lib.dll\"\n#r \"nuget:Foo, 1.0\"\nvar x = 1;";
+        var text = LearnerExporter.RebaseReferences(src, "/repo/notebooks", "/repo/artifacts/learner");
+        Assert.Equal("#r \"../../src/Lib/bin/Lib.dll\"\n#r \"nuget:Foo, 1.0\"\nvar x = 1;", text);
+        Assert.Equal(src, LearnerExporter.RebaseReferences(src, "/repo/notebooks", "/repo/notebooks"));
+    }
+}
