@@ -33,12 +33,33 @@ public static class NotebookSetup
         Formatters.Register();
         Progress.SinkFactory = () => new NotebookProgressSink();
         var context = KernelInvocationContext.Current;
+        QuietAssemblyUnificationWarnings(context?.HandlingKernel);
         if (context != null)
         {
             context.Display(new HtmlString(OfflineHtml.PlotlyScriptTag() + "<small>plotly.js " + OfflineHtml.PlotlyJsVersion + " embedded for offline charts</small>"), "text/html");
             _bundleShown = true;
         }
         return EnvironmentSummary.OneLine();
+    }
+
+    /// <summary>
+    /// TorchSharp is built for .NET 8, so cells that use it make the C# kernel print "warning CS1701: Assuming
+    /// assembly reference 'System.Runtime.Numerics, Version=8.0.0.0' ... matches ... 10.0.0.0" — harmless
+    /// (SDK builds suppress it by default) but confusing in a lesson. The C# kernel offers no option for it, so
+    /// this lowers that kernel's script warning level to 1 (CS1701 is a level-2 warning) through its private
+    /// script options, if they are where dotnet-interactive 1.0.712001 keeps them; otherwise nothing changes.
+    /// </summary>
+    static void QuietAssemblyUnificationWarnings(Kernel? kernel)
+    {
+        try
+        {
+            if (kernel == null || kernel.GetType().Name != "CSharpKernel") return;
+            var field = kernel.GetType().GetField("_scriptOptions", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance);
+            var options = field?.GetValue(kernel);
+            var with = options?.GetType().GetMethod("WithWarningLevel", new[] { typeof(int) });
+            if (with != null) field!.SetValue(kernel, with.Invoke(options, new object[] { 1 }));
+        }
+        catch (Exception) { /* a cosmetic fix must never break setup */ }
     }
 
     /// <summary>Chart HTML for the notebook: a div, plus the plotly.js bundle if the setup cell did not show it.</summary>
