@@ -50,7 +50,8 @@ public static class Doctor
             using var b = a.matmul(a);
             bool right = Math.Abs(b[0, 0].item<float>() - 64f) < 1e-3;
             Line(right, "TorchSharp", $"{EnvironmentSummary.VersionOf(typeof(TorchSharp.torch).Assembly)} loads; 64×64 matmul {(right ? "correct" : "WRONG")}; native from {TorchRuntime.NativeFolder ?? "TorchSharp's own search"}; threads {TorchSharp.torch.get_num_threads()}");
-            o.WriteLine($"- {"CPU tuning",-26} MKL vendor check: {TorchRuntime.MklOnAmd}; OMP_WAIT_POLICY {TorchRuntime.OmpWaitPolicy}; malloc tuned: {(TorchRuntime.MallocTuned ? "yes" : "no")}");
+            o.WriteLine($"- {"CPU tuning",-26} MKL vendor check: {TorchRuntime.MklOnAmd}; OMP_WAIT_POLICY {TorchRuntime.OmpWaitPolicy}");
+            o.WriteLine($"- {"Scalar lifetime guard",-26} {ScalarLifetimeGuard.Status} (TorchSharp 0.107 implicit-Scalar use-after-free workaround)");
         }
         catch (Exception e)
         {

@@ -97,16 +97,22 @@ public static class ModelBenchmarks
         return 2.0 * n * n * n / seconds / 1e9;
     }
 
-    /// <summary>Memory over a long training run: resident set size and live tensors, early and at the end.</summary>
-    public sealed record MemoryReport(int Steps, double RssEarlyMb, double RssEndMb, long LiveTensorsEarly, long LiveTensorsEnd, double SecondsPerStep)
+    /// <summary>Memory over a long training run: resident set size and live tensors sampled at each quarter.</summary>
+    public sealed record MemoryReport(int Steps, double[] RssMb, long LiveTensorsHalf, long LiveTensorsEnd, double SecondsPerStep)
     {
-        /// <summary>RSS growth from the early sample (after warm-up, at 10% of the steps) to the end.</summary>
+        /// <summary>RSS at half-way (allocator caches warmed up).</summary>
+        public double RssEarlyMb => RssMb[1];
+        /// <summary>RSS at the end.</summary>
+        public double RssEndMb => RssMb[^1];
+        /// <summary>RSS growth over the second half of the run: a leak keeps growing there, allocator caches do not.</summary>
         public double RssGrowthMb => RssEndMb - RssEarlyMb;
+        /// <summary>Live tensors at half-way (for comparisons with the end).</summary>
+        public long LiveTensorsEarly => LiveTensorsHalf;
     }
 
     /// <summary>
     /// Trains the <see cref="AttnOnlyTrainStep"/> model for <paramref name="steps"/> AdamW steps on fresh random
-    /// batches and samples memory at 10% of the run and at the end. A loop that leaks tensors grows without bound.
+    /// batches and samples memory at each quarter of the run. A loop that leaks tensors grows without bound.
     /// </summary>
     public static MemoryReport TrainingMemory(int steps = 2000)
     {
@@ -114,8 +120,8 @@ public static class ModelBenchmarks
         var cfg = HookedTransformerConfig.AttnOnly2L(dVocab: 64, nCtx: 65) with { Seed = 0 };
         using var model = new HookedTransformer(cfg);
         using var opt = optim.AdamW(model.parameters(), 1e-3);
-        int early = Math.Max(1, steps / 10);
-        double rssEarly = 0; long liveEarly = 0;
+        var rss = new double[4];
+        long liveHalf = 0;
         var sw = Stopwatch.StartNew();
         for (int i = 1; i <= steps; i++)
         {
@@ -127,16 +133,15 @@ public static class ModelBenchmarks
                 loss.backward();
                 opt.step();
             }
-            if (i == early)
+            int quarter = i * 4 / steps;
+            if (i * 4 % steps == 0 && quarter >= 1)
             {
                 GC.Collect(); GC.WaitForPendingFinalizers();
-                rssEarly = Environment.WorkingSet / 1048576.0;
-                liveEarly = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+                rss[quarter - 1] = Environment.WorkingSet / 1048576.0;
+                if (quarter == 2) liveHalf = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
             }
         }
         double perStep = sw.Elapsed.TotalSeconds / steps;
-        GC.Collect(); GC.WaitForPendingFinalizers();
-        return new MemoryReport(steps, rssEarly, Environment.WorkingSet / 1048576.0, liveEarly,
-            DisposeScopeManager.Statistics.ThreadTotalLiveCount, perStep);
+        return new MemoryReport(steps, rss, liveHalf, DisposeScopeManager.Statistics.ThreadTotalLiveCount, perStep);
     }
 }
