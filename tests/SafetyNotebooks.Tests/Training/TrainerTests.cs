@@ -172,27 +172,4 @@ public class TrainerTests
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
-
-    [Fact]
-    public void ConsoleReporter_NonInteractive_PrintsAboutEveryTenPercent()
-    {
-        var sw = new StringWriter();
-        var r = new ConsoleProgressReporter(sw, interactive: false);
-        for (int s = 1; s <= 1000; s++) r.Report(new TrainingProgress(s, 1000, 1.0, 1e-3, 0.5, TimeSpan.Zero, null));
-        var lines = sw.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(11, lines.Length); // step 1, then 100, 200, …, 1000
-        Assert.StartsWith("step 1/1000", lines[0]);
-        Assert.StartsWith("step 1000/1000 (100%)", lines[^1]);
-    }
-
-    [Fact]
-    public void ConsoleReporter_Interactive_RewritesOneLine()
-    {
-        var sw = new StringWriter();
-        var r = new ConsoleProgressReporter(sw, interactive: true);
-        for (int s = 1; s <= 50; s++) r.Report(new TrainingProgress(s, 50, 1.0, 1e-3, 0.5, TimeSpan.Zero, null));
-        var text = sw.ToString();
-        Assert.StartsWith("\r", text);
-        Assert.Equal(1, text.Count(c => c == '\n')); // only the final newline
-    }
 }
