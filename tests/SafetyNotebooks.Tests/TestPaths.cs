@@ -15,14 +15,18 @@ public static class TestPaths
         }
     }
 
-    /// <summary>../shared/fixtures/{name} beside the repository; fails with a clear message when absent.</summary>
+    /// <summary>
+    /// ../shared/fixtures/{name} beside the repository, or the copy the repository ships in data/{name};
+    /// fails with a clear message when neither exists.
+    /// </summary>
     public static string Fixture(string name)
     {
-        var path = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "fixtures", name));
-        if (!Directory.Exists(path))
-            throw new DirectoryNotFoundException(
-                $"Test fixture '{name}' not found at {path}. The tests expect a 'shared/fixtures' folder beside the repository " +
-                "folder (a copy of the project's shared/ directory); copy it there and re-run.");
-        return path;
+        var shared = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "fixtures", name));
+        if (Directory.Exists(shared)) return shared;
+        var shipped = Path.Combine(RepoRoot, "data", name);
+        if (Directory.Exists(shipped)) return shipped;
+        throw new DirectoryNotFoundException(
+            $"Test fixture '{name}' not found at {shared} nor at {shipped}. Restore data/{name} with " +
+            $"'git checkout -- data/{name}', or place the project's shared/ folder beside the repository folder.");
     }
 }
