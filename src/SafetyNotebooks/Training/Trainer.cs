@@ -304,7 +304,11 @@ public class Trainer<TBatch>
     public void SaveCheckpoint(string path)
     {
         ModuleCheckpoint.Save(Objective.Model, path, new Dictionary<string, string> { ["step"] = Step.ToString(CultureInfo.InvariantCulture) });
-        _optimizer.save_state_dict(OptimizerStatePath(path));
+        // Temp file + rename, so a crash mid-write never leaves a truncated optimizer state beside a good model file.
+        var optPath = OptimizerStatePath(path);
+        var tmp = optPath + ".tmp";
+        _optimizer.save_state_dict(tmp);
+        File.Move(tmp, optPath, overwrite: true);
     }
 
     /// <summary>

@@ -191,6 +191,7 @@ public class TrainerTests
             t1Half.Train(data);
             var path = Path.Combine(dir, "step-3.safetensors");
             Assert.True(File.Exists(Trainer.OptimizerStatePath(path)));
+            Assert.Empty(Directory.GetFiles(dir, "*.tmp"));   // the optimizer state is written to a temp file, then renamed
 
             var resumedModel = TinyModels.Bigram(V, 4, seed: 77);
             var resumed = new Trainer(resumedModel, Quiet(6) with { WarmupSteps = 2 });
