@@ -1,6 +1,6 @@
+using SafetyNotebooks.Models;
 using SafetyNotebooks.Runtime;
 using SafetyNotebooks.Tokenization;
-using SafetyNotebooks.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -11,7 +11,7 @@ namespace SafetyNotebooks.Data;
 /// </summary>
 /// <param name="Tokens">int64 <c>[batch, pos]</c>: the whole sequence, answers included.</param>
 /// <param name="TargetMask">bool <c>[batch, pos]</c>: true where the token is an answer to predict (from the logits
-/// one position earlier); see the mask convention on <see cref="Losses"/>.</param>
+/// one position earlier); see the mask convention on <see cref="LanguageModelLoss"/>.</param>
 /// <param name="Labels">Per-row class labels (int64 <c>[batch]</c>) for classification tasks, else null.</param>
 public sealed record TaskBatch(Tensor Tokens, Tensor TargetMask, Tensor? Labels = null) : IDisposable
 {
@@ -28,8 +28,11 @@ public interface ISyntheticTask
     SyntheticTokenizer Tokenizer { get; }
     /// <summary>Length of every generated sequence.</summary>
     int SequenceLength { get; }
-    /// <summary>Draws a batch using <paramref name="rng"/> (the only source of randomness, so a seeded rng gives identical data).</summary>
-    TaskBatch Generate(int batchSize, Random rng);
+    /// <summary>
+    /// Draws a batch using <paramref name="rng"/> (the only source of randomness, so a seeded rng gives identical data),
+    /// with every tensor on <paramref name="device"/> (default CPU).
+    /// </summary>
+    TaskBatch Generate(int batchSize, Random rng, Device? device = null);
     /// <summary>
     /// The task's metrics for a model's logits <c>[batch, pos, vocab]</c> on <paramref name="batch"/>:
     /// <c>loss</c> (mean next-token CE over the answer positions), <c>accuracy</c> (argmax accuracy over the
@@ -41,15 +44,15 @@ public interface ISyntheticTask
 /// <summary>Shared helpers for <see cref="ISyntheticTask"/>.</summary>
 public static class SyntheticTasks
 {
-    /// <summary>Draws a batch with a fresh <c>new Random(seed)</c>: same seed → identical batch.</summary>
-    public static TaskBatch Generate(this ISyntheticTask task, int batchSize, int seed) => task.Generate(batchSize, new Random(seed));
+    /// <summary>Draws a batch with a fresh <c>new Random(seed)</c> on <paramref name="device"/> (default CPU): same seed → identical batch.</summary>
+    public static TaskBatch Generate(this ISyntheticTask task, int batchSize, int seed, Device? device = null) => task.Generate(batchSize, new Random(seed), device);
 
     /// <summary>
     /// TransformerLens-style repeated random tokens for induction-head experiments with any tokenizer:
     /// int64 <c>[batch, 1 + 2·seqLen]</c> = BOS, then <c>seqLen</c> tokens drawn uniformly from
     /// <c>[0, vocabSize)</c> except <paramref name="bosTokenId"/>, then the same tokens again.
     /// </summary>
-    public static Tensor RepeatedTokens(int batch, int seqLen, int vocabSize, long bosTokenId, int seed)
+    public static Tensor RepeatedTokens(int batch, int seqLen, int vocabSize, long bosTokenId, int seed, Device? device = null)
     {
         if (batch < 1 || seqLen < 1 || vocabSize < 2) throw new ArgumentOutOfRangeException(nameof(batch), "batch, seqLen ≥ 1 and vocabSize ≥ 2 required.");
         var rng = new Random(seed);
@@ -68,35 +71,35 @@ public static class SyntheticTasks
                 data[o + 1 + seqLen + i] = t;
             }
         }
-        return ToTensor(data, batch, width);
+        return ToTensor(data, batch, width, device);
     }
 
     /// <summary>
     /// Target mask of the induction-predictable positions of a <see cref="RepeatedTokens"/> sequence: the repeated
     /// half except its first token (which cannot be inferred from context), i.e. positions <c>seqLen+2 .. 2·seqLen</c>.
     /// </summary>
-    public static Tensor RepeatedTokensTargetMask(int batch, int seqLen)
+    public static Tensor RepeatedTokensTargetMask(int batch, int seqLen, Device? device = null)
     {
         var m = new bool[batch * (1 + 2 * seqLen)];
         for (int b = 0; b < batch; b++)
             for (int p = seqLen + 2; p <= 2 * seqLen; p++) m[b * (1 + 2 * seqLen) + p] = true;
         TorchRuntime.EnsureLoaded();
-        return torch.tensor(m, new long[] { batch, 1 + 2 * seqLen });
+        return torch.tensor(m, new long[] { batch, 1 + 2 * seqLen }, device: device);
     }
 
-    internal static Tensor ToTensor(long[] data, int batch, int width)
+    internal static Tensor ToTensor(long[] data, int batch, int width, Device? device)
     {
         TorchRuntime.EnsureLoaded();
-        return torch.tensor(data, new long[] { batch, width }, dtype: ScalarType.Int64);
+        return torch.tensor(data, new long[] { batch, width }, dtype: ScalarType.Int64, device: device);
     }
 
-    internal static Tensor MaskTensor(int batch, int width, Func<int, bool> isTarget)
+    internal static Tensor MaskTensor(int batch, int width, Func<int, bool> isTarget, Device? device)
     {
         var m = new bool[batch * width];
         for (int b = 0; b < batch; b++)
             for (int p = 0; p < width; p++) m[b * width + p] = isTarget(p);
         TorchRuntime.EnsureLoaded();
-        return torch.tensor(m, new long[] { batch, width });
+        return torch.tensor(m, new long[] { batch, width }, device: device);
     }
 
     internal static Dictionary<string, double> StandardMetrics(Tensor logits, TaskBatch batch, bool sequence)
@@ -104,10 +107,10 @@ public static class SyntheticTasks
         using var scope = torch.NewDisposeScope();
         var d = new Dictionary<string, double>
         {
-            ["loss"] = Losses.NextTokenCrossEntropy(logits, batch.Tokens, batch.TargetMask).item<float>(),
-            ["accuracy"] = Losses.NextTokenAccuracy(logits, batch.Tokens, batch.TargetMask),
+            ["loss"] = LanguageModelLoss.Mean(logits, batch.Tokens, batch.TargetMask).item<float>(),
+            ["accuracy"] = LanguageModelLoss.Accuracy(logits, batch.Tokens, batch.TargetMask),
         };
-        if (sequence) d["sequence_accuracy"] = Losses.SequenceAccuracy(logits, batch.Tokens, batch.TargetMask);
+        if (sequence) d["sequence_accuracy"] = LanguageModelLoss.SequenceAccuracy(logits, batch.Tokens, batch.TargetMask);
         return d;
     }
 }
@@ -137,9 +140,9 @@ public sealed class InductionTask : ISyntheticTask
     public int SequenceLength => 1 + 2 * SeqLen;
 
     /// <inheritdoc/>
-    public TaskBatch Generate(int batchSize, Random rng) =>
-        new(SyntheticTasks.RepeatedTokens(batchSize, SeqLen, VocabSize, VocabSize, rng.Next()),
-            SyntheticTasks.RepeatedTokensTargetMask(batchSize, SeqLen));
+    public TaskBatch Generate(int batchSize, Random rng, Device? device = null) =>
+        new(SyntheticTasks.RepeatedTokens(batchSize, SeqLen, VocabSize, VocabSize, rng.Next(), device),
+            SyntheticTasks.RepeatedTokensTargetMask(batchSize, SeqLen, device));
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, double> Metrics(Tensor logits, TaskBatch batch) => SyntheticTasks.StandardMetrics(logits, batch, false);
@@ -171,28 +174,28 @@ public sealed class ModularAdditionTask : ISyntheticTask
     public int SequenceLength => 4;
 
     /// <inheritdoc/>
-    public TaskBatch Generate(int batchSize, Random rng)
+    public TaskBatch Generate(int batchSize, Random rng, Device? device = null)
     {
         var pairs = new (int a, int b)[batchSize];
         for (int i = 0; i < batchSize; i++) pairs[i] = (rng.Next(P), rng.Next(P));
-        return Build(pairs);
+        return Build(pairs, device);
     }
 
     /// <summary>
     /// All p² pairs, shuffled with <paramref name="seed"/> and split: the first <paramref name="trainFraction"/>
-    /// go to <c>Train</c>, the rest to <c>Test</c> (the usual grokking setup).
+    /// go to <c>Train</c>, the rest to <c>Test</c> (the usual grokking setup). Tensors go on <paramref name="device"/> (default CPU).
     /// </summary>
-    public (TaskBatch Train, TaskBatch Test) AllPairsSplit(double trainFraction, int seed)
+    public (TaskBatch Train, TaskBatch Test) AllPairsSplit(double trainFraction, int seed, Device? device = null)
     {
         if (trainFraction is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(trainFraction));
         var all = new (int, int)[P * P];
         for (int a = 0; a < P; a++) for (int b = 0; b < P; b++) all[a * P + b] = (a, b);
         new Random(seed).Shuffle(all);
         int nTrain = (int)Math.Round(trainFraction * all.Length);
-        return (Build(all[..nTrain]), Build(all[nTrain..]));
+        return (Build(all[..nTrain], device), Build(all[nTrain..], device));
     }
 
-    TaskBatch Build((int a, int b)[] pairs)
+    TaskBatch Build((int a, int b)[] pairs, Device? device)
     {
         var d = new long[pairs.Length * 4];
         var labels = new long[pairs.Length];
@@ -202,8 +205,8 @@ public sealed class ModularAdditionTask : ISyntheticTask
             labels[i] = (a + b) % P;
             d[4 * i] = a; d[4 * i + 1] = b; d[4 * i + 2] = P; d[4 * i + 3] = labels[i];
         }
-        return new TaskBatch(SyntheticTasks.ToTensor(d, pairs.Length, 4), SyntheticTasks.MaskTensor(pairs.Length, 4, p => p == 3),
-            torch.tensor(labels, dtype: ScalarType.Int64));
+        return new TaskBatch(SyntheticTasks.ToTensor(d, pairs.Length, 4, device), SyntheticTasks.MaskTensor(pairs.Length, 4, p => p == 3, device),
+            torch.tensor(labels, dtype: ScalarType.Int64, device: device));
     }
 
     /// <inheritdoc/>
@@ -249,7 +252,7 @@ public sealed class BalancedBracketsTask : ISyntheticTask
     public int SequenceLength => Length + 3;
 
     /// <inheritdoc/>
-    public TaskBatch Generate(int batchSize, Random rng)
+    public TaskBatch Generate(int batchSize, Random rng, Device? device = null)
     {
         int w = SequenceLength;
         var d = new long[batchSize * w];
@@ -275,8 +278,8 @@ public sealed class BalancedBracketsTask : ISyntheticTask
             d[o + Length + 2] = balanced ? TrueId : FalseId;
             labels[r] = balanced ? 1 : 0;
         }
-        return new TaskBatch(SyntheticTasks.ToTensor(d, batchSize, w), SyntheticTasks.MaskTensor(batchSize, w, p => p == w - 1),
-            torch.tensor(labels, dtype: ScalarType.Int64));
+        return new TaskBatch(SyntheticTasks.ToTensor(d, batchSize, w, device), SyntheticTasks.MaskTensor(batchSize, w, p => p == w - 1, device),
+            torch.tensor(labels, dtype: ScalarType.Int64, device: device));
     }
 
     // Random walk that never goes below zero and ends at zero: open with prob 1/2 when both moves are legal.
@@ -345,7 +348,7 @@ public sealed class SequenceTransformTask : ISyntheticTask
     public int SequenceLength => 2 * Length + 2;
 
     /// <inheritdoc/>
-    public TaskBatch Generate(int batchSize, Random rng)
+    public TaskBatch Generate(int batchSize, Random rng, Device? device = null)
     {
         int w = SequenceLength, n = Length;
         var d = new long[batchSize * w];
@@ -365,7 +368,7 @@ public sealed class SequenceTransformTask : ISyntheticTask
             d[o + n + 1] = SeparatorId;
             Array.Copy(y, 0, d, o + n + 2, n);
         }
-        return new TaskBatch(SyntheticTasks.ToTensor(d, batchSize, w), SyntheticTasks.MaskTensor(batchSize, w, p => p >= n + 2));
+        return new TaskBatch(SyntheticTasks.ToTensor(d, batchSize, w, device), SyntheticTasks.MaskTensor(batchSize, w, p => p >= n + 2, device));
     }
 
     /// <inheritdoc/>

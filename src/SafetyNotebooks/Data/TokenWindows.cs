@@ -14,8 +14,9 @@ public static class TokenWindows
     /// int64 <c>[batch, length]</c>: row r is <c>ids[s_r .. s_r + length)</c> with <c>s_r</c> drawn uniformly from
     /// <c>[0, ids.Length − length]</c> by <paramref name="rng"/> (so a seeded rng gives identical batches).
     /// Train with next-token loss on the whole row (the model sees <c>length</c> tokens and predicts <c>length − 1</c>).
+    /// The tensor is created on <paramref name="device"/> (default CPU).
     /// </summary>
-    public static Tensor Sample(IReadOnlyList<int> ids, int batch, int length, Random rng)
+    public static Tensor Sample(IReadOnlyList<int> ids, int batch, int length, Random rng, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(ids);
         ArgumentNullException.ThrowIfNull(rng);
@@ -28,6 +29,6 @@ public static class TokenWindows
             for (int i = 0; i < length; i++) d[b * length + i] = ids[start + i];
         }
         TorchRuntime.EnsureLoaded();
-        return torch.tensor(d, new long[] { batch, length }, dtype: ScalarType.Int64);
+        return torch.tensor(d, new long[] { batch, length }, dtype: ScalarType.Int64, device: device);
     }
 }

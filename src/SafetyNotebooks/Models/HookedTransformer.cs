@@ -178,15 +178,8 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Next-token cross-entropy given logits [batch, pos, d_vocab] and tokens [batch, pos]: mean, or [batch, pos - 1] if <paramref name="perToken"/>.</summary>
-    public static Tensor LossFromLogits(Tensor logits, Tensor tokens, bool perToken = false)
-    {
-        long batch = logits.shape[0], pos = logits.shape[1], vocab = logits.shape[2];
-        if (pos < 2) throw new ArgumentException("Next-token loss needs at least 2 positions.", nameof(tokens));
-        var predictions = logits.narrow(1, 0, pos - 1).reshape(-1, vocab);       // [batch*(pos-1), d_vocab]
-        var targets = tokens.narrow(1, 1, pos - 1).reshape(-1).to_type(ScalarType.Int64);
-        if (!perToken) return nn.functional.cross_entropy(predictions, targets);
-        return nn.functional.cross_entropy(predictions, targets, reduction: nn.Reduction.None).view(batch, pos - 1);
-    }
+    public static Tensor LossFromLogits(Tensor logits, Tensor tokens, bool perToken = false) =>
+        perToken ? LanguageModelLoss.PerToken(logits, tokens) : LanguageModelLoss.Mean(logits, tokens);
 
     // ---- Stacked weight accessors (new tensors, [n_layers, ...]) --------------------------------------------
 

@@ -53,3 +53,16 @@ sealed class MatrixParam : nn.Module<Tensor, Tensor>
     }
     public override Tensor forward(Tensor tokens) => W[0].expand(tokens.shape[0], tokens.shape[1], 2);
 }
+
+/// <summary>logits[b, p] = Linear(token id as a number). No embedding lookup (index_select has no meta-device kernel),
+/// so training can run on the meta device.</summary>
+sealed class TokenValueLm : nn.Module<Tensor, Tensor>
+{
+    readonly Linear head;
+    public TokenValueLm(int vocab) : base(nameof(TokenValueLm))
+    {
+        head = nn.Linear(1, vocab);
+        RegisterComponents();
+    }
+    public override Tensor forward(Tensor tokens) => head.call(tokens.to_type(ScalarType.Float32).unsqueeze(-1));
+}

@@ -1,4 +1,5 @@
 using SafetyNotebooks.Data;
+using SafetyNotebooks.Models;
 using SafetyNotebooks.Runtime;
 using SafetyNotebooks.Training;
 using TorchSharp;
@@ -7,10 +8,11 @@ using static TorchSharp.torch;
 
 namespace SafetyNotebooks.Tests.Training;
 
-sealed class Recorder : IProgress<TrainingProgress>
+/// <summary>A Runtime.Progress sink that records every update with the live-tensor count at that moment.</summary>
+sealed class Recorder : IProgressSink
 {
-    public readonly List<(TrainingProgress P, long Live)> Items = new();
-    public void Report(TrainingProgress value) => Items.Add((value, DisposeScopeManager.Statistics.ThreadTotalLiveCount));
+    public readonly List<(ProgressUpdate P, long Live)> Items = new();
+    public void Report(ProgressUpdate value) { if (!value.Done) Items.Add((value, DisposeScopeManager.Statistics.ThreadTotalLiveCount)); }
 }
 
 public class TrainerTests
@@ -80,7 +82,7 @@ public class TrainerTests
         using var evalBatch = task.Generate(16, seed: 99);
         var model = TinyModels.Bigram(task.Tokenizer.VocabSize, 8, seed: 2);
         var trainer = new Trainer(model, Quiet(10) with { EvalEvery = 4, WarmupSteps = 2 });
-        trainer.Evaluator = Trainer.TaskEvaluator(task, evalBatch);
+        trainer.Evaluator = trainer.TaskEvaluator(task, evalBatch);
         trainer.Train(task);
         var df = trainer.History;
         Assert.Equal(new[] { "step", "loss", "learning_rate", "grad_norm", "eval/loss", "eval/accuracy" },
@@ -145,9 +147,11 @@ public class TrainerTests
         var task = new SequenceTransformTask(SequenceTransform.Copy, 5, 4);
         var model = TinyModels.Bigram(task.Tokenizer.VocabSize, 8, seed: 3);
         var rec = new Recorder();
-        var trainer = new Trainer(model, Quiet(300)) { Progress = rec };
+        var trainer = new Trainer(model, Quiet(300)) { ProgressSink = rec };
         trainer.Train(task);
         Assert.Equal(300, rec.Items.Count);
+        Assert.Equal(Enumerable.Range(1, 300).Select(i => (long)i), rec.Items.Select(x => x.P.Step));
+        Assert.True(rec.Items[^1].P.Metrics.ContainsKey("loss") && rec.Items[^1].P.Metrics.ContainsKey("learning_rate"));
         long at50 = rec.Items[49].Live, at300 = rec.Items[299].Live;
         Assert.True(at50 > 0, "statistics should count live tensors");
         Assert.Equal(at50, at300);
@@ -164,11 +168,39 @@ public class TrainerTests
             var trainer = new Trainer(model, Quiet(10) with { CheckpointEvery = 4, CheckpointDir = dir });
             trainer.Train(data);
             Assert.Equal(new[] { "step-10.safetensors", "step-4.safetensors", "step-8.safetensors" },
-                Directory.GetFiles(dir).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray());
+                Directory.GetFiles(dir, "*.safetensors").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray());
             var fresh = TinyModels.Bigram(V, 4, seed: 123);
             new Trainer(fresh, Quiet(1)).LoadCheckpoint(Path.Combine(dir, "step-10.safetensors"));
             var a = model.state_dict(); var b = fresh.state_dict();
             foreach (var k in a.Keys) Assert.Equal(a[k].data<float>().ToArray(), b[k].data<float>().ToArray());
+        }
+        finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Checkpoint_RestoresStepAndOptimizerState_SoResumingMatchesAnUninterruptedRun()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "sn-resume-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using var data = CountingData(8, 6);   // BatchSize 8 = the whole dataset: every update sees the same rows
+            var straight = TinyModels.Bigram(V, 4, seed: 4);
+            new Trainer(straight, Quiet(6) with { WarmupSteps = 2 }).Train(data);
+
+            var t1Half = new Trainer(TinyModels.Bigram(V, 4, seed: 4), Quiet(3) with { WarmupSteps = 2, CheckpointDir = dir, CheckpointEvery = 3 });
+            t1Half.Train(data);
+            var path = Path.Combine(dir, "step-3.safetensors");
+            Assert.True(File.Exists(Trainer.OptimizerStatePath(path)));
+            Assert.Empty(Directory.GetFiles(dir, "*.tmp"));   // the optimizer state is written to a temp file, then renamed
+
+            var resumedModel = TinyModels.Bigram(V, 4, seed: 77);
+            var resumed = new Trainer(resumedModel, Quiet(6) with { WarmupSteps = 2 });
+            resumed.LoadCheckpoint(path);
+            Assert.Equal(3, resumed.Step);
+            resumed.Train(data);
+            Assert.Equal(3, resumed.Records.Count);
+            foreach (var (a, b) in straight.parameters().Zip(resumedModel.parameters()))
+                Assert.Equal(a.data<float>().ToArray(), b.data<float>().ToArray(), (x, y) => Math.Abs(x - y) < 1e-5);
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }

@@ -1,9 +1,10 @@
 using SafetyNotebooks.Runtime;
-using SafetyNotebooks.Training;
+using SafetyNotebooks.Models;
+using SafetyNotebooks.Tests.Training;
 using Xunit;
 using static TorchSharp.torch;
 
-namespace SafetyNotebooks.Tests.Training;
+namespace SafetyNotebooks.Tests.Models;
 
 public class GenerationTests
 {

@@ -3,7 +3,7 @@ using SafetyNotebooks.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace SafetyNotebooks.Training;
+namespace SafetyNotebooks.Models;
 
 /// <summary>Options for <see cref="Generation.Generate"/>. Defaults follow TransformerLens' <c>generate</c> (sampling on, temperature 1).</summary>
 public sealed record GenerationOptions
@@ -75,7 +75,7 @@ public static class Generation
             using var outer = torch.NewDisposeScope();
             long batch = promptTokens.shape[0];
             var tokens = promptTokens.to_type(ScalarType.Int64).clone();
-            var finished = torch.zeros(batch, dtype: ScalarType.Bool);
+            var finished = torch.zeros(batch, dtype: ScalarType.Bool, device: tokens.device);
             var logps = new List<Tensor>();
             var masks = new List<Tensor>();
             for (int step = 0; step < o.MaxNewTokens; step++)
@@ -111,8 +111,8 @@ public static class Generation
                     if (finished.all().item<bool>()) break;
                 }
             }
-            var lp = logps.Count > 0 ? torch.stack(logps, 1) : torch.zeros(new[] { batch, 0L });
-            var gm = masks.Count > 0 ? torch.stack(masks, 1) : torch.zeros(batch, 0, dtype: ScalarType.Bool);
+            var lp = logps.Count > 0 ? torch.stack(logps, 1) : torch.zeros(new[] { batch, 0L }, device: tokens.device);
+            var gm = masks.Count > 0 ? torch.stack(masks, 1) : torch.zeros(batch, 0, dtype: ScalarType.Bool, device: tokens.device);
             return new GenerationResult(tokens.MoveToOuterDisposeScope(), lp.MoveToOuterDisposeScope(), gm.MoveToOuterDisposeScope());
         }
         finally
@@ -128,8 +128,8 @@ public static class Generation
         if (o.EosTokenId is null && tokenizer.EosTokenId is int e) o = o with { EosTokenId = e };
         using var input = tokenizer.ToTokens(prompt, prependBos: tokenizer.BosTokenId is not null);
         using var r = Generate(model, input, o);
-        using var mask = torch.cat(new[] { torch.ones(1, input.shape[1], dtype: ScalarType.Bool), r.GeneratedMask }, 1);
-        var row = r.Tokens[0].masked_select(mask[0]).data<long>().Select(x => (int)x);
+        using var mask = torch.cat(new[] { torch.ones(1, input.shape[1], dtype: ScalarType.Bool, device: r.GeneratedMask.device), r.GeneratedMask }, 1);
+        var row = r.Tokens[0].masked_select(mask[0]).cpu().data<long>().Select(x => (int)x);
         if (tokenizer.BosTokenId is int bos) row = row.Skip(1);
         return tokenizer.Decode(row);
     }
