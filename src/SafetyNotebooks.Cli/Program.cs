@@ -23,7 +23,9 @@ public static class Program
             {
                 var command = parse.CommandResult.Command;
                 var helpFor = command is RootCommand ? "safety-notebooks --help" : $"safety-notebooks {command.Name} --help";
-                Console.Error.WriteLine($"error: {parse.Errors[0].Message} (see '{helpFor}')");
+                // An unknown word explains more than the "required command" error it causes.
+                var first = parse.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parse.Errors[0];
+                Console.Error.WriteLine($"error: {first.Message} (see '{helpFor}')");
                 return 2;
             }
             // Our own handlers: one-line errors (no stack traces) and our own signal handling (ChildProcessGuard).
