@@ -1,127 +1,224 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
 using System.Text;
 using SafetyNotebooks.Cli.Commands;
 using SafetyNotebooks.Cli.Notebooks;
 
 namespace SafetyNotebooks.Cli;
 
-/// <summary>The <c>safety-notebooks</c> command line.</summary>
+/// <summary>
+/// The <c>safety-notebooks</c> command line, declared once with System.CommandLine: the declaration gives the help,
+/// the validation and shell completion. Exit codes: 0 ok, 1 a notebook or cell failed, 2 bad input (one <c>error:</c> line).
+/// </summary>
 public static class Program
 {
-    const string Usage = """
-safety-notebooks — run, export and check the SafetyNotebooks curriculum
-
-usage:
-  safety-notebooks run <notebook.ipynb | folder> [--quick] [--out DIR] [--timeout MINUTES] [--no-report]
-      Execute notebooks headless in a .NET Interactive C# kernel; write executed notebooks and
-      HTML reports to DIR (default artifacts/run); exit 1 if any cell errored.
-  safety-notebooks export --learner [<notebook.ipynb | folder>] [--out DIR]
-      Write learner editions (solutions replaced by stubs, outputs cleared) to DIR (default artifacts/learner).
-  safety-notebooks export --charts <executed.ipynb> [--out DIR]
-      Write each chart of an executed notebook as a standalone offline HTML page (default artifacts/charts).
-  safety-notebooks doctor
-      Report what this machine has and lacks (dotnet, tools, TorchSharp native load, Jupyter kernel).
-  safety-notebooks bench [--json]
-      Benchmarks (see README).
-""";
-
     public static async Task<int> Main(string[] args)
     {
         Console.OutputEncoding = Encoding.UTF8;
         try
         {
-            if (args.Length == 0 || args[0] is "-h" or "--help" or "help") { Console.WriteLine(Usage); return args.Length == 0 ? 2 : 0; }
-            return args[0] switch
+            var parse = BuildCommandLine().Parse(args);
+            if (parse.Errors.Count > 0)
             {
-                "run" => await RunCommand(args[1..]),
-                "export" => ExportCommand(args[1..]),
-                "doctor" => Doctor.Run(Console.Out),
-                "bench" => await BenchCommand.Run(args[1..], Console.Out),
-                "__exec" => await ExecCommand(args[1..]),
-                "__verify-torch" => VerifyTorch(),
-                _ => throw new UserError($"unknown command '{args[0]}'. Commands: run, export, doctor, bench (see --help)."),
-            };
+                var command = parse.CommandResult.Command;
+                var helpFor = command is RootCommand ? "safety-notebooks --help" : $"safety-notebooks {command.Name} --help";
+                // An unknown word explains more than the "required command" error it causes.
+                var first = parse.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parse.Errors[0];
+                Console.Error.WriteLine($"error: {first.Message} (see '{helpFor}')");
+                return 2;
+            }
+            // Our own handlers: one-line errors (no stack traces) and our own signal handling (ChildProcessGuard).
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
         }
         catch (UserError e)
         {
             Console.Error.WriteLine("error: " + e.Message);
             return 2;
         }
-    }
-
-    /// <summary>Splits arguments into positional ones and --options (with values where given).</summary>
-    public static (List<string> Positional, Dictionary<string, string?> Options) Parse(string[] args, params string[] valued)
-    {
-        var pos = new List<string>();
-        var opts = new Dictionary<string, string?>();
-        for (int i = 0; i < args.Length; i++)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            var a = args[i];
-            if (a.StartsWith("--", StringComparison.Ordinal))
-            {
-                if (valued.Contains(a))
-                {
-                    if (i + 1 >= args.Length) throw new UserError($"{a} needs a value.");
-                    opts[a] = args[++i];
-                }
-                else opts[a] = null;
-            }
-            else pos.Add(a);
+            Console.Error.WriteLine("error: " + OneLine(e.Message) + " Check the paths given and that you can write there.");
+            return 2;
         }
-        return (pos, opts);
-    }
-
-    static void Only(Dictionary<string, string?> opts, params string[] allowed)
-    {
-        var unknown = opts.Keys.Where(k => !allowed.Contains(k)).ToList();
-        if (unknown.Count > 0) throw new UserError($"unknown option {unknown[0]}; allowed here: {string.Join(", ", allowed)}.");
-    }
-
-    static async Task<int> RunCommand(string[] args)
-    {
-        var (pos, opts) = Parse(args, "--out", "--timeout");
-        Only(opts, "--quick", "--out", "--timeout", "--no-report");
-        if (pos.Count != 1) throw new UserError("run takes one notebook or folder, e.g. 'safety-notebooks run notebooks --quick'.");
-        var notebooks = NotebookDocument.Discover(pos[0]);
-        if (notebooks.Count == 1) NotebookDocument.Load(notebooks[0]); // a single bad file: one-line error
-        double minutes = 20;
-        if (opts.TryGetValue("--timeout", out var t) && (!double.TryParse(t, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out minutes) || minutes <= 0))
-            throw new UserError($"--timeout takes minutes as a positive number, not '{t}'.");
-        var options = new RunOptions
+        catch (Exception e)
         {
-            Quick = opts.ContainsKey("--quick") || SafetyNotebooks.Runtime.QuickMode.IsOn,
-            OutputDirectory = opts.GetValueOrDefault("--out") ?? Path.Combine("artifacts", "run"),
-            Timeout = TimeSpan.FromMinutes(minutes),
-            Reports = !opts.ContainsKey("--no-report"),
+            Console.Error.WriteLine($"error: unexpected {e.GetType().Name}: {OneLine(e.Message)} (please report this with the command you ran)");
+            return 1;
+        }
+    }
+
+    static string OneLine(string s) => s.Replace("\r", "").Split('\n')[0].Trim();
+
+    /// <summary>Every command, argument and option of the CLI.</summary>
+    public static RootCommand BuildCommandLine()
+    {
+        var root = new RootCommand("safety-notebooks: run, export and check the SafetyNotebooks curriculum");
+        root.Subcommands.Add(RunCommand());
+        root.Subcommands.Add(ExportCommand());
+        var doctor = new Command("doctor", "Report what this machine has and lacks (dotnet, tools, TorchSharp native load, Jupyter kernel), each with its fix.");
+        doctor.SetAction(_ => Doctor.Run(Console.Out));
+        root.Subcommands.Add(doctor);
+        root.Subcommands.Add(BenchCommandLine());
+        root.Subcommands.Add(ExecCommand());
+        var verify = new Command("__verify-torch", "Build-time check that TorchSharp's native backend loads (see the .csproj).") { Hidden = true };
+        verify.SetAction(_ => VerifyTorch());
+        root.Subcommands.Add(verify);
+        var ids = new Command("__add-cell-ids", "Give every cell of the given notebooks a stable nbformat 4.5 id, keeping everything else.") { Hidden = true };
+        var idFiles = new Argument<string[]>("notebooks") { Arity = ArgumentArity.OneOrMore };
+        ids.Arguments.Add(idFiles);
+        ids.SetAction(p => AddCellIds(p.GetValue(idFiles)!));
+        root.Subcommands.Add(ids);
+        return root;
+    }
+
+    static Option<string> OutOption(string defaultDir, string what) => new("--out")
+    {
+        Description = $"Folder for {what} (created if missing; default {defaultDir}). It must not hold the input notebooks.",
+        HelpName = "DIR",
+        DefaultValueFactory = _ => defaultDir,
+    };
+
+    static Command RunCommand()
+    {
+        var path = new Argument<string>("notebook-or-folder") { Description = "A .ipynb notebook, or a folder: every notebook in it, in name order." };
+        var quick = new Option<bool>("--quick") { Description = "Shrink training (sets SAFETY_NOTEBOOKS_QUICK=1 for the kernel)." };
+        var outDir = OutOption(Path.Combine("artifacts", "run"), "executed notebooks and HTML reports");
+        var timeout = new Option<double>("--timeout")
+        {
+            Description = $"Time limit per notebook in minutes, more than 0 and at most {NotebookRunner.MaxTimeout.TotalMinutes:0} (one week).",
+            HelpName = "MINUTES",
+            DefaultValueFactory = _ => 20,
+            CustomParser = ParseMinutes,
         };
-        var results = await new NotebookRunner().RunAsync(notebooks, options);
-        return results.All(r => r.Ok) ? 0 : 1;
+        var noReport = new Option<bool>("--no-report") { Description = "Do not write HTML reports." };
+        var run = new Command("run", "Execute notebooks headless in a .NET Interactive C# kernel; write executed notebooks and HTML reports; exit 1 if any cell errored.")
+            { path, quick, outDir, timeout, noReport };
+        run.SetAction(async (p, _) =>
+        {
+            var notebooks = NotebookDocument.Discover(p.GetValue(path)!);
+            if (notebooks.Count == 1) NotebookDocument.Load(notebooks[0]); // a single bad file: one-line error
+            var options = new RunOptions
+            {
+                Quick = p.GetValue(quick) || SafetyNotebooks.Runtime.QuickMode.IsOn,
+                OutputDirectory = p.GetValue(outDir)!,
+                Timeout = TimeSpan.FromMinutes(p.GetValue(timeout)),
+                Reports = !p.GetValue(noReport),
+            };
+            var results = await new NotebookRunner().RunAsync(notebooks, options);
+            return results.All(r => r.Ok) ? 0 : 1;
+        });
+        return run;
     }
 
-    static int ExportCommand(string[] args)
+    static double ParseMinutes(ArgumentResult r)
     {
-        var (pos, opts) = Parse(args, "--out");
-        Only(opts, "--learner", "--charts", "--out");
-        if (opts.ContainsKey("--charts"))
+        var text = r.Tokens.Count == 1 ? r.Tokens[0].Value : "";
+        if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var minutes) && double.IsFinite(minutes)
+            && minutes > 0 && minutes <= NotebookRunner.MaxTimeout.TotalMinutes)
+            return minutes;
+        r.AddError($"--timeout takes minutes as a number more than 0 and at most {NotebookRunner.MaxTimeout.TotalMinutes:0} (one week), not '{text}'; e.g. --timeout 30");
+        return 0;
+    }
+
+    static Command ExportCommand()
+    {
+        var source = new Argument<string?>("notebook-or-folder")
         {
-            if (pos.Count != 1) throw new UserError("export --charts takes one executed notebook, e.g. 'export --charts artifacts/run/00-environment-and-tensors.ipynb'.");
-            var chartDir = opts.GetValueOrDefault("--out") ?? Path.Combine("artifacts", "charts");
-            var written = ChartExporter.Export(NotebookDocument.Load(pos[0]), chartDir);
-            foreach (var w in written) Console.WriteLine(w);
-            if (written.Count == 0) throw new UserError($"{pos[0]} has no chart outputs; run it first ('run {pos[0]}') and pass the executed copy from artifacts/run/.");
-            return 0;
-        }
-        if (!opts.ContainsKey("--learner")) throw new UserError("export needs an edition: 'export --learner [notebooks] [--out DIR]' or 'export --charts <executed.ipynb>'.");
-        var source = pos.Count > 0 ? pos[0] : "notebooks";
-        var outDir = opts.GetValueOrDefault("--out") ?? Path.Combine("artifacts", "learner");
-        Directory.CreateDirectory(outDir);
-        foreach (var nb in NotebookDocument.Discover(source))
+            Description = "For --learner: a notebook or folder (default notebooks). For --charts: one executed notebook.",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        var learner = new Option<bool>("--learner") { Description = "Write learner editions: solutions replaced by stubs, outputs cleared (default --out artifacts/learner)." };
+        var charts = new Option<bool>("--charts") { Description = "Write each chart of an executed notebook as a standalone offline HTML page (default --out artifacts/charts)." };
+        var outDir = new Option<string?>("--out") { Description = "Output folder (created if missing). It must not hold the input notebooks.", HelpName = "DIR" };
+        var export = new Command("export", "Write learner editions or standalone chart pages.") { source, learner, charts, outDir };
+        export.Validators.Add(c =>
         {
-            var (learner, hidden) = LearnerExporter.Export(NotebookDocument.Load(nb), outDir);
-            var target = Path.Combine(outDir, Path.GetFileName(nb));
-            File.WriteAllText(target, learner.ToJson());
-            Console.WriteLine($"{Path.GetFileName(nb)}: {hidden} solution(s) replaced → {target}");
+            bool l = c.GetValue(learner), ch = c.GetValue(charts);
+            if (l == ch) c.AddError("export needs exactly one edition: 'export --learner [notebooks] [--out DIR]' or 'export --charts <executed.ipynb> [--out DIR]'.");
+            else if (ch && c.GetValue(source) == null) c.AddError("export --charts takes one executed notebook, e.g. 'export --charts artifacts/run/00-environment-and-tensors.ipynb'.");
+        });
+        export.SetAction(p => p.GetValue(charts)
+            ? ExportCharts(p.GetValue(source)!, p.GetValue(outDir) ?? Path.Combine("artifacts", "charts"))
+            : ExportLearner(p.GetValue(source) ?? "notebooks", p.GetValue(outDir) ?? Path.Combine("artifacts", "learner")));
+        return export;
+    }
+
+    static int ExportCharts(string executedPath, string outDir)
+    {
+        var doc = NotebookDocument.Load(executedPath);
+        SafeFiles.PrepareDirectory(outDir, "--out");
+        var written = ChartExporter.Export(doc, outDir);
+        foreach (var w in written) Console.WriteLine(w);
+        if (written.Count == 0) throw new UserError($"{executedPath} has no chart outputs; run it first ('run {executedPath}') and pass the executed copy from artifacts/run/.");
+        return 0;
+    }
+
+    static int ExportLearner(string source, string outDir)
+    {
+        var notebooks = NotebookDocument.Discover(source);
+        var targets = notebooks.Select(nb => Path.Combine(outDir, Path.GetFileName(nb))).ToList();
+        SafeFiles.RefuseOverwritingInputs(notebooks, targets, "--out");
+        SafeFiles.PrepareDirectory(outDir, "--out");
+        var editions = notebooks.Select(nb => LearnerExporter.Export(NotebookDocument.Load(nb), outDir)).ToList(); // all valid before any is written
+        for (int i = 0; i < notebooks.Count; i++)
+        {
+            SafeFiles.WriteAllTextAtomic(targets[i], editions[i].Learner.ToJson());
+            Console.WriteLine($"{Path.GetFileName(notebooks[i])}: {editions[i].Hidden} solution(s) replaced → {targets[i]}");
         }
         return 0;
+    }
+
+    static Command BenchCommandLine()
+    {
+        var json = new Option<bool>("--json") { Description = "Print one JSON object per workload instead of the table." };
+        var baseline = new Option<bool>("--baseline") { Description = "Also run the same workloads in PyTorch (benchmarks/pytorch_baseline.py) and print ratios." };
+        var quick = new Option<bool>("--quick") { Description = "Fewer runs and a shorter memory check." };
+        var only = new Option<string?>("--only")
+        {
+            Description = "Comma-separated workloads to run: " + string.Join(", ", BenchCommand.Workloads) + ".",
+            HelpName = "a,b",
+        };
+        var torchDir = new Option<string?>("--torch-dir") { Description = "Folder of the privately unpacked PyTorch (default artifacts/pytorch-baseline; see benchmarks/setup-pytorch-baseline.sh).", HelpName = "DIR" };
+        var python = new Option<string?>("--python") { Description = "Python interpreter for the baseline (default /usr/bin/python3).", HelpName = "EXE" };
+        var threads = new Option<int>("--threads") { Description = "Torch threads on both sides (default 2).", HelpName = "N", DefaultValueFactory = _ => 2 };
+        threads.Validators.Add(r => { if (r.GetValueOrDefault<int>() <= 0) r.AddError("--threads takes a positive whole number, e.g. --threads 2"); });
+        var bench = new Command("bench", "Benchmarks: model workloads (median s/step), 2048² matmul peak, long-run memory check (see README).")
+            { json, baseline, quick, only, torchDir, python, threads };
+        bench.SetAction((p, _) => BenchCommand.Run(new BenchOptions
+        {
+            Json = p.GetValue(json),
+            Baseline = p.GetValue(baseline),
+            Quick = p.GetValue(quick) || SafetyNotebooks.Runtime.QuickMode.IsOn,
+            Only = p.GetValue(only)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(),
+            TorchDir = p.GetValue(torchDir),
+            Python = p.GetValue(python),
+            Threads = p.GetValue(threads),
+        }, Console.Out));
+        return bench;
+    }
+
+    /// <summary>Child-process entry (<see cref="HostProtocol.ExecCommand"/>): execute one notebook, write the executed copy and a result file.</summary>
+    static Command ExecCommand()
+    {
+        var notebook = new Argument<string>("notebook");
+        var executed = new Argument<string>("executed");
+        var result = new Argument<string>("result");
+        var parentPipe = new Option<bool>(HostProtocol.ParentPipeOption) { Description = "Exit when stdin (a pipe from the runner) closes." };
+        var exec = new Command(HostProtocol.ExecCommand, "Internal: execute one notebook in this process (the runner starts it).") { notebook, executed, result, parentPipe };
+        exec.Hidden = true;
+        exec.SetAction(async (p, _) =>
+        {
+            if (p.GetValue(parentPipe)) HostProtocol.ExitWhenParentPipeCloses();
+            var doc = NotebookDocument.Load(p.GetValue(notebook)!);
+            var progress = new StreamWriter(Console.OpenStandardError()) { AutoFlush = true };
+            var executor = new NotebookExecutor { OnProgress = line => progress.WriteLine(HostProtocol.ProgressPrefix + line) };
+            var r = await executor.ExecuteAsync(doc);
+            SafeFiles.WriteAllTextAtomic(p.GetValue(executed)!, doc.ToJson());
+            SafeFiles.WriteAllTextAtomic(p.GetValue(result)!, NotebookExecutor.ToJson(r));
+            return r.Ok ? 0 : 1;
+        });
+        return exec;
     }
 
     /// <summary>Build-time check that TorchSharp's native backend loads and computes (see the .csproj).</summary>
@@ -144,17 +241,15 @@ usage:
         }
     }
 
-    /// <summary>Child-process entry: execute one notebook, write the executed copy and a result file.</summary>
-    static async Task<int> ExecCommand(string[] args)
+    /// <summary>Adds stable cell ids to notebooks in place (atomically); cell contents are not changed.</summary>
+    static int AddCellIds(string[] files)
     {
-        if (args.Length != 3) throw new UserError("internal: __exec <notebook> <executed.ipynb> <result.json>");
-        var doc = NotebookDocument.Load(args[0]);
-        var progress = new StreamWriter(Console.OpenStandardError()) { AutoFlush = true };
-        var executor = new NotebookExecutor { OnProgress = line => progress.WriteLine("progress: " + line) };
-        var result = await executor.ExecuteAsync(doc);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(args[1]))!);
-        File.WriteAllText(args[1], doc.ToJson());
-        File.WriteAllText(args[2], NotebookExecutor.ToJson(result));
-        return result.Ok ? 0 : 1;
+        foreach (var f in files)
+        {
+            var doc = NotebookDocument.Parse(File.ReadAllText(f), f); // Parse adds the ids
+            SafeFiles.WriteAllTextAtomic(f, doc.ToJson());
+            Console.WriteLine($"{f}: cell ids present");
+        }
+        return 0;
     }
 }

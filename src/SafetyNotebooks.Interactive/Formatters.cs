@@ -27,7 +27,9 @@ public static class Formatters
         Formatter.Register<Tensor>((t, w) => w.Write(TensorText(t)), "text/plain");
         Formatter.SetPreferredMimeTypesFor(typeof(Tensor), "text/html", "text/plain");
         Formatter.Register<GenericChart>((c, w) => w.Write(NotebookSetup.ChartHtml(c)), "text/html");
-        Formatter.SetPreferredMimeTypesFor(typeof(GenericChart), "text/html");
+        // A short visible text for viewers that block scripts (GitHub, untrusted notebooks): the chart itself is text/html.
+        Formatter.Register<GenericChart>((c, w) => w.Write(SafetyNotebooks.Runtime.NotebookContract.ChartTextFallback), "text/plain");
+        Formatter.SetPreferredMimeTypesFor(typeof(GenericChart), "text/html", "text/plain");
         Formatter.Register<DataFrame>((df, w) => w.Write(DataFrameHtml(df)), "text/html");
         Formatter.SetPreferredMimeTypesFor(typeof(DataFrame), "text/html", "text/plain");
     }

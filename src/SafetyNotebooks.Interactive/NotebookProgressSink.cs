@@ -13,7 +13,7 @@ namespace SafetyNotebooks.Interactive;
 public sealed class NotebookProgressSink : IProgressSink
 {
     /// <summary>CSS class marking progress outputs (the headless runner echoes them to its console).</summary>
-    public const string CssClass = "sn-progress";
+    public const string CssClass = NotebookContract.ProgressCssClass;
 
     readonly KernelInvocationContext? _context = KernelInvocationContext.Current;
     readonly ConsoleProgressSink _fallback = new();

@@ -7,6 +7,25 @@ using SafetyNotebooks.Cli.Notebooks;
 
 namespace SafetyNotebooks.Cli.Commands;
 
+/// <summary>The options of <c>safety-notebooks bench</c> (declared for the command line in Program).</summary>
+public sealed record BenchOptions
+{
+    /// <summary>One JSON object per workload instead of the table.</summary>
+    public bool Json { get; init; }
+    /// <summary>Also run the PyTorch baseline.</summary>
+    public bool Baseline { get; init; }
+    /// <summary>Fewer runs.</summary>
+    public bool Quick { get; init; }
+    /// <summary>Workloads to run (null: all).</summary>
+    public IReadOnlySet<string>? Only { get; init; }
+    /// <summary>Folder of the privately unpacked PyTorch.</summary>
+    public string? TorchDir { get; init; }
+    /// <summary>Python interpreter for the baseline.</summary>
+    public string? Python { get; init; }
+    /// <summary>Torch threads on both sides.</summary>
+    public int Threads { get; init; } = 2;
+}
+
 /// <summary>
 /// <c>safety-notebooks bench [--json] [--baseline] [--quick] [--only a,b] [--torch-dir DIR] [--python EXE]</c>:
 /// runs the model workloads (median seconds per step), the 2048² matmul peak and a long-run memory check in
@@ -17,18 +36,18 @@ public static class BenchCommand
 {
     static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache" };
 
-    public static async Task<int> Run(string[] args, TextWriter o)
+    /// <summary>Every workload name <c>--only</c> accepts.</summary>
+    public static IReadOnlyList<string> Workloads { get; } = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").ToArray();
+
+    /// <summary>Runs the benchmarks the options select and prints them to <paramref name="o"/>.</summary>
+    public static async Task<int> Run(BenchOptions options, TextWriter o)
     {
-        var (pos, opts) = Program.Parse(args, "--only", "--torch-dir", "--python", "--threads");
-        var allowed = new[] { "--json", "--baseline", "--quick", "--only", "--torch-dir", "--python", "--threads" };
-        var unknown = opts.Keys.FirstOrDefault(k => !allowed.Contains(k));
-        if (unknown != null || pos.Count > 0) throw new UserError($"bench: unexpected '{unknown ?? pos[0]}'. Options: {string.Join(", ", allowed)}.");
-        bool json = opts.ContainsKey("--json"), quick = opts.ContainsKey("--quick") || SafetyNotebooks.Runtime.QuickMode.IsOn;
-        int threads = opts.TryGetValue("--threads", out var th) && int.TryParse(th, out var t) && t > 0 ? t : 2;
-        var only = opts.GetValueOrDefault("--only")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet();
-        var known = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").ToHashSet();
-        if (only != null && only.FirstOrDefault(n => !known.Contains(n)) is { } bad)
-            throw new UserError($"bench: unknown workload '{bad}'. Workloads: {string.Join(", ", known)}.");
+        bool json = options.Json, quick = options.Quick;
+        int threads = options.Threads;
+        var only = options.Only;
+        if (threads <= 0) throw new UserError($"bench: --threads takes a positive whole number, not {threads}.");
+        if (only != null && only.FirstOrDefault(n => !Workloads.Contains(n)) is { } bad)
+            throw new UserError($"bench: unknown workload '{bad}'. Workloads: {string.Join(", ", Workloads)}.");
         bool Want(string n) => only == null || only.Contains(n);
 
         SafetyNotebooks.Runtime.TorchRuntime.EnsureLoaded();
@@ -68,8 +87,8 @@ public static class BenchCommand
         }
 
         Dictionary<string, JsonObject>? torch = null;
-        if (opts.ContainsKey("--baseline"))
-            torch = await RunBaseline(opts.GetValueOrDefault("--torch-dir"), opts.GetValueOrDefault("--python"), threads, json ? o : null, o);
+        if (options.Baseline)
+            torch = await RunBaseline(options.TorchDir, options.Python, threads, json ? o : null, o);
 
         if (!json) PrintSummary(o, dotnet, torch);
         return 0;

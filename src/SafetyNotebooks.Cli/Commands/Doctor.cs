@@ -69,7 +69,8 @@ public static class Doctor
         else
             Line(jupyter.Output.Contains(".net-csharp"), "Jupyter .net-csharp kernel", jupyter.Output.Contains(".net-csharp") ? "registered" : "not registered", "bash environment/install-jupyter-kernel.sh");
 
-        var nbDll = Path.Combine(RepoRoot() ?? ".", "src", "SafetyNotebooks.Interactive", "bin", "Release", "net10.0", "SafetyNotebooks.Interactive.dll");
+        const string interactive = SafetyNotebooks.Runtime.NotebookContract.InteractiveAssemblyName;
+        var nbDll = Path.Combine(RepoRoot() ?? ".", "src", interactive, "bin", "Release", "net10.0", interactive + ".dll");
         Line(File.Exists(nbDll), "notebook library build", File.Exists(nbDll) ? nbDll : "not built", "dotnet build -c Release");
 
         o.WriteLine(problems == 0 ? "All good." : $"{problems} problem(s) found.");

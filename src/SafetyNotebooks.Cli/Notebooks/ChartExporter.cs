@@ -17,16 +17,11 @@ public static class ChartExporter
             if (cell["outputs"] is not JsonArray outputs) continue;
             foreach (var o in outputs.OfType<JsonObject>())
             {
-                var html = o["data"]?["text/html"] switch
-                {
-                    JsonArray a => string.Concat(a.Select(x => x!.GetValue<string>())),
-                    JsonValue v => v.GetValue<string>(),
-                    _ => null,
-                };
-                if (html == null || !html.Contains("safety-notebooks-chart", StringComparison.Ordinal)) continue;
+                var html = NotebookDocument.Text(o["data"]?["text/html"]);
+                if (!html.Contains(SafetyNotebooks.Runtime.NotebookContract.ChartCssClass, StringComparison.Ordinal)) continue;
                 n++;
                 var path = Path.Combine(outDir, $"{stem}-chart{n}.html");
-                File.WriteAllText(path, $"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{stem} chart {n}</title>\n{OfflineHtml.PlotlyScriptTag()}\n</head><body style=\"margin:0\">\n{html}\n</body></html>\n");
+                SafeFiles.WriteAllTextAtomic(path, $"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{stem} chart {n}</title>\n{OfflineHtml.PlotlyScriptTag()}\n</head><body style=\"margin:0\">\n{html}\n</body></html>\n");
                 written.Add(path);
             }
         }

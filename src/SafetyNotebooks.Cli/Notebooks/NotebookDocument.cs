@@ -45,11 +45,12 @@ public sealed class NotebookDocument
             throw new UserError($"{path} is not a notebook: the top level must be a JSON object with \"cells\".");
         if (root["cells"] is not JsonArray cells)
             throw new UserError($"{path} is not a notebook: it has no \"cells\" array.");
-        var nbformat = root["nbformat"]?.GetValueKind() == JsonValueKind.Number ? root["nbformat"]!.GetValue<int>() : 0;
+        int nbformat = root["nbformat"] is JsonValue nbv && nbv.TryGetValue<int>(out var nbi) ? nbi : 0;
         if (nbformat != 4)
-            throw new UserError($"{path}: nbformat {nbformat} is not supported; save it as nbformat 4 (Jupyter's current format).");
-        var kernel = root["metadata"]?["kernelspec"]?["name"]?.GetValue<string>();
-        var language = root["metadata"]?["kernelspec"]?["language"]?.GetValue<string>() ?? root["metadata"]?["language_info"]?["name"]?.GetValue<string>();
+            throw new UserError($"{path}: nbformat {root["nbformat"]?.ToJsonString() ?? "(missing)"} is not supported; save it as nbformat 4 (Jupyter's current format).");
+        var kernel = StringField(root["metadata"]?["kernelspec"]?["name"], path, "metadata.kernelspec.name", "\".net-csharp\"");
+        var language = StringField(root["metadata"]?["kernelspec"]?["language"], path, "metadata.kernelspec.language", "\"C#\"")
+                       ?? StringField(root["metadata"]?["language_info"]?["name"], path, "metadata.language_info.name", "\"C#\"");
         bool isCSharp = (kernel != null && CSharpKernels.Contains(kernel.ToLowerInvariant()))
                         || (kernel == null && language != null && language.Equals("C#", StringComparison.OrdinalIgnoreCase));
         if (!isCSharp)
@@ -58,17 +59,76 @@ public sealed class NotebookDocument
         {
             if (cells[i] is not JsonObject c || c["cell_type"]?.GetValueKind() != JsonValueKind.String)
                 throw new UserError($"{path}: cell {i + 1} has no \"cell_type\"; the file is damaged.");
+            if (!IsMultilineString(c["source"]) && c["source"] != null)
+                throw new UserError($"{path}: cell {i + 1} has a \"source\" that is a {Kind(c["source"])}, not text; it must be a string or a list of strings (restore the file with 'git checkout -- {path}').");
+            if (c["metadata"]?["tags"] is { } tags && (tags is not JsonArray ta || ta.Any(t => t?.GetValueKind() != JsonValueKind.String)))
+                throw new UserError($"{path}: cell {i + 1} has \"metadata.tags\" that is not a list of strings; fix or remove the tags.");
         }
-        return new NotebookDocument(path, root);
+        var doc = new NotebookDocument(path, root);
+        doc.EnsureCellIds();
+        return doc;
     }
+
+    /// <summary>A string field, or null when absent; any other JSON kind is a one-line error naming the field.</summary>
+    static string? StringField(JsonNode? node, string path, string field, string example)
+    {
+        if (node == null || node.GetValueKind() == JsonValueKind.Null) return null;
+        if (node.GetValueKind() == JsonValueKind.String) return node.GetValue<string>();
+        throw new UserError($"{path}: {field} is a {Kind(node)} ({Short(node.ToJsonString())}), not a string; set it to a string such as {example}.");
+    }
+
+    static bool IsMultilineString(JsonNode? n) =>
+        n?.GetValueKind() == JsonValueKind.String || (n is JsonArray a && a.All(x => x?.GetValueKind() == JsonValueKind.String));
+
+    static string Kind(JsonNode? n) => n?.GetValueKind() switch
+    {
+        JsonValueKind.Number => "number", JsonValueKind.True or JsonValueKind.False => "boolean", JsonValueKind.Object => "JSON object",
+        JsonValueKind.Array => "list with non-text items", JsonValueKind.Null => "null", _ => "value",
+    };
+
+    static string Short(string s) => s.Length <= 40 ? s : s[..37] + "...";
+
+    static readonly System.Text.RegularExpressions.Regex CellIdPattern = new("^[a-zA-Z0-9-_]{1,64}$");
+
+    /// <summary>
+    /// Gives every cell an nbformat 4.5 <c>id</c>: valid, unique ids are kept; a missing, invalid or repeated one becomes a
+    /// deterministic id (the first 12 hex digits of SHA-256 over the cell's position, type and source), so the same file
+    /// always gets the same ids. Notebooks older than 4.5 are marked 4.5, as Jupyter's upgrade does. Returns how many ids were added.
+    /// </summary>
+    public int EnsureCellIds()
+    {
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        var missing = new List<int>();
+        for (int i = 0; i < Cells.Count; i++)
+        {
+            var cell = (JsonObject)Cells[i]!;
+            var id = cell["id"]?.GetValueKind() == JsonValueKind.String ? cell["id"]!.GetValue<string>() : null;
+            if (id != null && CellIdPattern.IsMatch(id) && used.Add(id)) continue;
+            missing.Add(i);
+        }
+        foreach (var i in missing)
+        {
+            var cell = (JsonObject)Cells[i]!;
+            var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"{i}\n{cell["cell_type"]!.GetValue<string>()}\n{Source(cell)}"));
+            var id = Convert.ToHexStringLower(hash)[..12];
+            for (int k = 2; !used.Add(id); k++) id = Convert.ToHexStringLower(hash)[..12] + "-" + k;
+            cell.Remove("id");
+            int at = cell.IndexOf("metadata");
+            if (at < 0) cell["id"] = id; else cell.Insert(at, "id", id);
+        }
+        if (missing.Count > 0 && (Root["nbformat_minor"] is not JsonValue mv || !mv.TryGetValue<int>(out var minor) || minor < 5))
+            Root["nbformat_minor"] = 5;
+        return missing.Count;
+    }
+
 
     static string FirstLine(string s) => s.Split('\n')[0].Trim();
 
     /// <summary>The source of a cell as one string (nbformat allows a string or a list of lines).</summary>
     public static string Source(JsonObject cell) => cell["source"] switch
     {
-        JsonArray lines => string.Concat(lines.Select(l => l?.GetValue<string>() ?? "")),
-        JsonValue v => v.GetValue<string>(),
+        JsonArray lines => string.Concat(lines.Select(l => l?.GetValueKind() == JsonValueKind.String ? l.GetValue<string>() : "")),
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
         _ => "",
     };
 
@@ -88,13 +148,21 @@ public sealed class NotebookDocument
 
     /// <summary>Tags in a cell's metadata.</summary>
     public static IEnumerable<string> Tags(JsonObject cell) =>
-        (cell["metadata"]?["tags"] as JsonArray)?.Select(t => t?.GetValue<string>() ?? "") ?? Enumerable.Empty<string>();
+        (cell["metadata"]?["tags"] as JsonArray)?.Select(t => t?.GetValueKind() == JsonValueKind.String ? t.GetValue<string>() : "") ?? Enumerable.Empty<string>();
 
     /// <summary>The file's display name.</summary>
     public string Name => System.IO.Path.GetFileName(Path);
 
-    /// <summary>Serialises as Jupyter does (1-space indent, UTF-8).</summary>
-    public string ToJson() => Root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, IndentSize = 1, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+    /// <summary>Serialises as Jupyter does (1-space indent, UTF-8, final newline).</summary>
+    public string ToJson() => Root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, IndentSize = 1, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n";
+
+    /// <summary>The text of an output field (a string or a list of strings); anything else reads as empty.</summary>
+    public static string Text(JsonNode? node, string separator = "") => node switch
+    {
+        JsonArray a => string.Join(separator, a.Select(x => x?.GetValueKind() == JsonValueKind.String ? x.GetValue<string>() : "")),
+        JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
+        _ => "",
+    };
 
     /// <summary>A deep copy.</summary>
     public NotebookDocument Clone() => new(Path, (JsonObject)Root.DeepClone());

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using Microsoft.DotNet.Interactive;
 using Microsoft.DotNet.Interactive.Commands;
 using Microsoft.DotNet.Interactive.CSharp;
@@ -10,11 +11,34 @@ using Microsoft.DotNet.Interactive.PackageManagement;
 
 namespace SafetyNotebooks.Cli.Notebooks;
 
+/// <summary>How a notebook run ended.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<RunStatus>))]
+public enum RunStatus
+{
+    /// <summary>Every code cell ran without error.</summary>
+    Ok,
+    /// <summary>A cell failed; execution stopped there.</summary>
+    Error,
+    /// <summary>The time limit stopped the notebook host.</summary>
+    Timeout,
+    /// <summary>The notebook host exited without a result.</summary>
+    Crashed,
+    /// <summary>The file is not a runnable C# notebook.</summary>
+    Invalid,
+}
+
+/// <summary>Display names of <see cref="RunStatus"/> (lower case, as in reports and the summary table).</summary>
+public static class RunStatusNames
+{
+    /// <summary>The lower-case name, e.g. <c>timeout</c>.</summary>
+    public static string Name(this RunStatus s) => s.ToString().ToLowerInvariant();
+}
+
 /// <summary>The outcome of executing one notebook.</summary>
 public sealed record NotebookResult
 {
     public string Notebook { get; init; } = "";
-    public string Status { get; set; } = "ok"; // ok | error | timeout | crashed | invalid
+    public RunStatus Status { get; set; } = RunStatus.Ok;
     public double Seconds { get; set; }
     public int CellsRun { get; set; }
     public int CodeCells { get; set; }
@@ -25,7 +49,7 @@ public sealed record NotebookResult
     public string? ReportPath { get; set; }
     public List<double> CellSeconds { get; init; } = new();
 
-    public bool Ok => Status == "ok";
+    public bool Ok => Status == RunStatus.Ok;
 }
 
 /// <summary>
@@ -73,7 +97,7 @@ public sealed class NotebookExecutor
                 if (e is DisplayedValueUpdated or DisplayedValueProduced && e is DisplayEvent d)
                 {
                     var text = d.FormattedValues.FirstOrDefault(v => v.MimeType == "text/html")?.Value;
-                    if (text != null && text.Contains("class=\"sn-progress\""))
+                    if (text != null && text.Contains($"class=\"{SafetyNotebooks.Runtime.NotebookContract.ProgressCssClass}\""))
                     {
                         var line = ExtractTitle(text);
                         long now = Environment.TickCount64;
@@ -137,7 +161,7 @@ public sealed class NotebookExecutor
             }
             if (failure != null)
             {
-                result.Status = "error";
+                result.Status = RunStatus.Error;
                 result.ErrorCell = i + 1;
                 result.ErrorMessage = failure;
                 break;
@@ -150,7 +174,7 @@ public sealed class NotebookExecutor
             ["executed_by"] = "safety-notebooks run",
             ["quick_mode"] = SafetyNotebooks.Runtime.QuickMode.IsOn,
             ["seconds"] = Math.Round(result.Seconds, 2),
-            ["status"] = result.Status,
+            ["status"] = result.Status.Name(),
         };
         return result;
     }

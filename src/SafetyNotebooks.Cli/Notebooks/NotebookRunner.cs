@@ -27,31 +27,49 @@ public sealed class NotebookRunner
     readonly TextWriter _out;
     public NotebookRunner(TextWriter? output = null) => _out = output ?? Console.Out;
 
+    /// <summary>The longest time limit accepted (one week), far inside what a timer can hold.</summary>
+    public static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(7);
+
+    /// <summary>The files a run of <paramref name="notebook"/> writes into <paramref name="outputDirectory"/>: executed copy, result file, report.</summary>
+    public static (string Executed, string Result, string Report) OutputsFor(string notebook, string outputDirectory)
+    {
+        var outDir = Path.GetFullPath(outputDirectory);
+        var stem = Path.GetFileNameWithoutExtension(notebook);
+        return (Path.Combine(outDir, Path.GetFileName(notebook)), Path.Combine(outDir, stem + ".result.json"), Path.Combine(outDir, stem + ".html"));
+    }
+
     public async Task<List<NotebookResult>> RunAsync(IReadOnlyList<string> notebooks, RunOptions options)
     {
-        Directory.CreateDirectory(options.OutputDirectory);
+        if (!(options.Timeout > TimeSpan.Zero && options.Timeout <= MaxTimeout))
+            throw new UserError($"the time limit must be more than 0 and at most {MaxTimeout.TotalMinutes:0} minutes (one week), not {options.Timeout}.");
+        SafeFiles.RefuseOverwritingInputs(notebooks,
+            notebooks.SelectMany(nb => { var (e, r, h) = OutputsFor(nb, options.OutputDirectory); return new[] { e, r, h }; })
+                .Append(Path.Combine(Path.GetFullPath(options.OutputDirectory), "index.html")), "--out");
+        SafeFiles.PrepareDirectory(options.OutputDirectory, "--out");
+        using var guard = ChildProcessGuard.Install();
         var results = new List<NotebookResult>();
         foreach (var nb in notebooks)
         {
-            var name = Path.GetFileNameWithoutExtension(nb);
+            var (executed, resultFile, report) = OutputsFor(nb, options.OutputDirectory);
+            // This run's outputs only: what an earlier run left here must never be shown as this run's.
+            foreach (var stale in new[] { executed, resultFile, report }) File.Delete(stale);
             _out.WriteLine($"▶ {Path.GetFileName(nb)}{(options.Quick ? " (quick)" : "")}");
             NotebookResult r;
             try
             {
                 NotebookDocument.Load(nb); // validate up front: clear one-line errors
-                r = await RunChildAsync(nb, options);
+                r = await RunChildAsync(nb, options, guard);
             }
             catch (UserError e)
             {
-                r = new NotebookResult { Notebook = Path.GetFileName(nb), Status = "invalid", ErrorMessage = e.Message };
+                r = new NotebookResult { Notebook = Path.GetFileName(nb), Status = RunStatus.Invalid, ErrorMessage = e.Message };
             }
-            if (options.Reports && r.ExecutedPath != null && File.Exists(r.ExecutedPath))
+            if (options.Reports && r.Status != RunStatus.Invalid)
             {
-                var report = Path.Combine(options.OutputDirectory, name + ".html");
-                ReportWriter.WriteNotebookReport(NotebookDocument.Load(r.ExecutedPath), r, report);
+                ReportWriter.WriteNotebookReport(r.ExecutedPath != null && File.Exists(r.ExecutedPath) ? NotebookDocument.Load(r.ExecutedPath) : null, r, report);
                 r.ReportPath = report;
             }
-            _out.WriteLine($"  {(r.Ok ? "✓" : "✗")} {r.Status} in {r.Seconds:0.0} s{(r.ErrorMessage != null ? " — " + OneLine(r.ErrorMessage) : "")}");
+            _out.WriteLine($"  {(r.Ok ? "✓" : "✗")} {r.Status.Name()} in {r.Seconds:0.0} s{(r.ErrorMessage != null ? " — " + OneLine(r.ErrorMessage) : "")}");
             results.Add(r);
         }
         if (options.Reports)
@@ -63,59 +81,65 @@ public sealed class NotebookRunner
         return results;
     }
 
-    async Task<NotebookResult> RunChildAsync(string notebook, RunOptions options)
+    async Task<NotebookResult> RunChildAsync(string notebook, RunOptions options, ChildProcessGuard guard)
     {
         var full = Path.GetFullPath(notebook);
-        var outDir = Path.GetFullPath(options.OutputDirectory);
-        var executed = Path.Combine(outDir, Path.GetFileName(notebook));
-        var resultFile = Path.Combine(outDir, Path.GetFileNameWithoutExtension(notebook) + ".result.json");
-        File.Delete(resultFile);
-        var psi = SelfInvocation("__exec", full, executed, resultFile);
+        var (executed, resultFile, _) = OutputsFor(notebook, options.OutputDirectory);
+        var psi = SelfInvocation(HostProtocol.ExecCommand, full, executed, resultFile, HostProtocol.ParentPipeOption);
         psi.WorkingDirectory = Path.GetDirectoryName(full)!;
         psi.Environment[SafetyNotebooks.Runtime.QuickMode.EnvironmentVariable] = options.Quick ? "1" : "0";
         psi.RedirectStandardError = true;
         psi.RedirectStandardOutput = true;
+        psi.RedirectStandardInput = true; // the host exits when this pipe closes, i.e. when this process dies in any way
+        using var cts = new CancellationTokenSource(options.Timeout); // before the host starts: nothing to orphan if it throws
         var clock = Stopwatch.StartNew();
-        using var p = Process.Start(psi) ?? throw new UserError("could not start the notebook host process");
-        var stderrTail = new Queue<string>();
-        var errTask = Task.Run(async () =>
+        using var p = guard.Start(psi);
+        try
         {
-            string? line;
-            while ((line = await p.StandardError.ReadLineAsync()) != null)
+            var stderrTail = new Queue<string>();
+            var errTask = Task.Run(async () =>
             {
-                if (line.StartsWith("progress: ", StringComparison.Ordinal)) { _out.WriteLine("    " + line[10..]); continue; }
-                lock (stderrTail) { stderrTail.Enqueue(line); if (stderrTail.Count > 20) stderrTail.Dequeue(); }
+                string? line;
+                while ((line = await p.StandardError.ReadLineAsync()) != null)
+                {
+                    if (line.StartsWith(HostProtocol.ProgressPrefix, StringComparison.Ordinal)) { _out.WriteLine("    " + line[HostProtocol.ProgressPrefix.Length..]); continue; }
+                    lock (stderrTail) { stderrTail.Enqueue(line); if (stderrTail.Count > 20) stderrTail.Dequeue(); }
+                }
+            });
+            var outTask = p.StandardOutput.ReadToEndAsync();
+            try { await p.WaitForExitAsync(cts.Token); }
+            catch (OperationCanceledException)
+            {
+                try { p.Kill(entireProcessTree: true); } catch { /* already gone */ }
+                await p.WaitForExitAsync();
+                bool produced = File.Exists(executed);
+                return new NotebookResult
+                {
+                    Notebook = Path.GetFileName(notebook), Status = RunStatus.Timeout, Seconds = clock.Elapsed.TotalSeconds,
+                    ErrorMessage = $"time limit of {options.Timeout.TotalMinutes:0.##} min reached{(produced ? "" : " before the notebook finished, so nothing was produced")}; use --timeout MINUTES or --quick",
+                    ExecutedPath = produced ? executed : null,
+                };
             }
-        });
-        var outTask = p.StandardOutput.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(options.Timeout);
-        try { await p.WaitForExitAsync(cts.Token); }
-        catch (OperationCanceledException)
-        {
-            try { p.Kill(entireProcessTree: true); } catch { /* already gone */ }
-            await p.WaitForExitAsync();
+            await errTask;
+            await outTask;
+            if (File.Exists(resultFile))
+            {
+                var r = NotebookExecutor.FromJson(File.ReadAllText(resultFile));
+                r.ExecutedPath = File.Exists(executed) ? executed : null;
+                return r;
+            }
+            string tail;
+            lock (stderrTail) tail = string.Join(" | ", stderrTail.TakeLast(3));
             return new NotebookResult
             {
-                Notebook = Path.GetFileName(notebook), Status = "timeout", Seconds = clock.Elapsed.TotalSeconds,
-                ErrorMessage = $"time limit of {options.Timeout.TotalMinutes:0.#} min reached; use --timeout MINUTES or --quick",
-                ExecutedPath = File.Exists(executed) ? executed : null,
+                Notebook = Path.GetFileName(notebook), Status = RunStatus.Crashed, Seconds = clock.Elapsed.TotalSeconds,
+                ErrorMessage = $"the notebook host exited with code {p.ExitCode}{(tail.Length > 0 ? ": " + tail : "")}",
             };
         }
-        await errTask;
-        await outTask;
-        if (File.Exists(resultFile))
+        finally
         {
-            var r = NotebookExecutor.FromJson(File.ReadAllText(resultFile));
-            r.ExecutedPath = File.Exists(executed) ? executed : null;
-            return r;
+            guard.Stop(p); // on every path out of here (exceptions included) the host and its children are gone
         }
-        string tail;
-        lock (stderrTail) tail = string.Join(" | ", stderrTail.TakeLast(3));
-        return new NotebookResult
-        {
-            Notebook = Path.GetFileName(notebook), Status = "crashed", Seconds = clock.Elapsed.TotalSeconds,
-            ErrorMessage = $"the notebook host exited with code {p.ExitCode}{(tail.Length > 0 ? ": " + tail : "")}",
-        };
     }
 
     /// <summary>A process start for this same program with the given arguments (works for the apphost and for 'dotnet x.dll').</summary>
@@ -157,7 +181,7 @@ public sealed class NotebookRunner
         _out.WriteLine($"{"notebook",-44} {"status",-8} {"time",8}  {"error cell",-10} message");
         _out.WriteLine(new string('-', 110));
         foreach (var r in results)
-            _out.WriteLine($"{Trim(r.Notebook, 44),-44} {r.Status,-8} {r.Seconds.ToString("0.0", CultureInfo.InvariantCulture) + " s",8}  {(r.ErrorCell?.ToString() ?? ""),-10} {(r.ErrorMessage == null ? "" : OneLine(r.ErrorMessage))}");
+            _out.WriteLine($"{Trim(r.Notebook, 44),-44} {r.Status.Name(),-8} {r.Seconds.ToString("0.0", CultureInfo.InvariantCulture) + " s",8}  {(r.ErrorCell?.ToString() ?? ""),-10} {(r.ErrorMessage == null ? "" : OneLine(r.ErrorMessage))}");
         _out.WriteLine(new string('-', 110));
         int ok = results.Count(r => r.Ok);
         _out.WriteLine($"{ok} of {results.Count} notebooks ran without errors{(options.Quick ? " (quick mode)" : "")}; total {results.Sum(r => r.Seconds):0.0} s");

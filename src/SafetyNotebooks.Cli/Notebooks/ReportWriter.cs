@@ -28,19 +28,28 @@ table.summary td,table.summary th{padding:.2em .8em;border-bottom:1px solid #ddd
 """;
 
     /// <summary>Writes the report for one executed notebook.</summary>
-    public static void WriteNotebookReport(NotebookDocument doc, NotebookResult result, string path)
+    /// <remarks>With <paramref name="doc"/> null (the run stopped before the notebook host wrote an executed copy) the page says that nothing was produced.</remarks>
+    public static void WriteNotebookReport(NotebookDocument? doc, NotebookResult result, string path)
     {
         var sb = new StringBuilder();
+        var status = result.Status.Name();
         sb.Append("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">");
-        sb.Append($"<title>{Enc(doc.Name)}</title><style>{Css}</style>\n");
-        sb.Append(OfflineHtml.PlotlyScriptTag()).Append("\n</head><body>\n");
-        sb.Append($"<p><a href=\"index.html\">← all notebooks</a> · <span class=\"status {result.Status}\">{Enc(result.Status)}</span> · {result.Seconds:0.0} s</p>\n");
+        sb.Append($"<title>{Enc(doc?.Name ?? result.Notebook)}</title><style>{Css}</style>\n");
+        if (doc != null) sb.Append(OfflineHtml.PlotlyScriptTag());
+        sb.Append("\n</head><body>\n");
+        sb.Append($"<p><a href=\"index.html\">← all notebooks</a> · <span class=\"status {status}\">{Enc(status)}</span> · {result.Seconds:0.0} s</p>\n");
+        if (doc == null)
+        {
+            sb.Append($"<h1>{Enc(result.Notebook)}</h1>\n<p>This run produced no executed notebook: {Enc(result.ErrorMessage ?? status)}.</p>\n</body></html>\n");
+            SafeFiles.WriteAllTextAtomic(path, sb.ToString());
+            return;
+        }
         int index = 0;
         foreach (var node in doc.Cells)
         {
             index++;
             if (node is not JsonObject cell) continue;
-            var type = cell["cell_type"]?.GetValue<string>();
+            var type = Join(cell["cell_type"]);
             var source = NotebookDocument.Source(cell);
             if (type == "markdown") { sb.Append(Markdig.Markdown.ToHtml(source, Markdown)); continue; }
             if (type != "code") continue;
@@ -50,20 +59,19 @@ table.summary td,table.summary th{padding:.2em .8em;border-bottom:1px solid #ddd
             sb.Append("</div>\n");
         }
         sb.Append("</body></html>\n");
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        File.WriteAllText(path, sb.ToString());
+        SafeFiles.WriteAllTextAtomic(path, sb.ToString());
     }
 
     static string Output(JsonObject o)
     {
-        var kind = o["output_type"]?.GetValue<string>();
+        var kind = Join(o["output_type"]);
         switch (kind)
         {
             case "stream":
-                var name = o["name"]?.GetValue<string>() ?? "stdout";
+                var name = NotebookDocument.Text(o["name"]) is { Length: > 0 } n ? n : "stdout";
                 return $"<pre class=\"{(name == "stderr" ? "stderr" : "stdout")}\">{Enc(Join(o["text"]))}</pre>";
             case "error":
-                return $"<pre class=\"error\">{Enc(o["ename"]?.GetValue<string>() ?? "Error")}: {Enc(Join(o["traceback"]) is { Length: > 0 } tb ? tb : o["evalue"]?.GetValue<string>() ?? "")}</pre>";
+                return $"<pre class=\"error\">{Enc(Join(o["ename"]) is { Length: > 0 } en ? en : "Error")}: {Enc(Join(o["traceback"]) is { Length: > 0 } tb ? tb : Join(o["evalue"]))}</pre>";
             case "display_data":
             case "execute_result":
                 if (o["data"] is not JsonObject data) return "";
@@ -82,12 +90,7 @@ table.summary td,table.summary th{padding:.2em .8em;border-bottom:1px solid #ddd
         }
     }
 
-    static string Join(JsonNode? node, string sep = "") => node switch
-    {
-        JsonArray a => string.Join(sep, a.Select(x => x?.GetValue<string>() ?? "")),
-        JsonValue v => v.GetValue<string>(),
-        _ => "",
-    };
+    static string Join(JsonNode? node, string sep = "") => NotebookDocument.Text(node, sep);
 
     static string Enc(string s) => WebUtility.HtmlEncode(s);
 
@@ -100,9 +103,9 @@ table.summary td,table.summary th{padding:.2em .8em;border-bottom:1px solid #ddd
         foreach (var r in results)
         {
             var link = r.ReportPath != null ? $"<a href=\"{Enc(Path.GetFileName(r.ReportPath))}\">{Enc(r.Notebook)}</a>" : Enc(r.Notebook);
-            sb.Append($"<tr><td>{link}</td><td><span class=\"status {r.Status}\">{r.Status}</span></td><td>{r.Seconds:0.0} s</td><td>{(r.ErrorCell is int c && r.ReportPath != null ? $"<a href=\"{Enc(Path.GetFileName(r.ReportPath))}#cell-{c}\">{c}</a>" : "")}</td><td>{Enc(r.ErrorMessage ?? "")}</td></tr>\n");
+            sb.Append($"<tr><td>{link}</td><td><span class=\"status {r.Status.Name()}\">{r.Status.Name()}</span></td><td>{r.Seconds:0.0} s</td><td>{(r.ErrorCell is int c && r.ReportPath != null ? $"<a href=\"{Enc(Path.GetFileName(r.ReportPath))}#cell-{c}\">{c}</a>" : "")}</td><td>{Enc(r.ErrorMessage ?? "")}</td></tr>\n");
         }
         sb.Append("</table></body></html>\n");
-        File.WriteAllText(path, sb.ToString());
+        SafeFiles.WriteAllTextAtomic(path, sb.ToString());
     }
 }

@@ -67,7 +67,7 @@ public static class OfflineHtml
         var json = FigureJson(chart).Replace("</", "<\\/");
         var style = heightPx > 0 ? $"width:100%;height:{heightPx}px;" : "width:100%;";
         var script = $$"""
-<div id="{{id}}" class="safety-notebooks-chart" style="{{style}}"></div>
+<div id="{{id}}" class="{{SafetyNotebooks.Runtime.NotebookContract.ChartCssClass}}" style="{{style}}"></div>
 <script type="text/javascript">
 (function() {
   var fig = {{json}};

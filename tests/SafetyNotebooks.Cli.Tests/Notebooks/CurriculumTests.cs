@@ -27,6 +27,13 @@ public class CurriculumTests
         // No error outputs anywhere in the executed notebook.
         var executed = File.ReadAllText(Path.Combine(outDir, notebook));
         Assert.DoesNotContain("\"output_type\": \"error\"", executed);
+        NbformatSchema.AssertValid(executed, "executed " + notebook);
+        // Every chart carries a short visible text for viewers that block its script.
+        var charts = ((System.Text.Json.Nodes.JsonArray)System.Text.Json.Nodes.JsonNode.Parse(executed)!["cells"]!)
+            .SelectMany(c => c!["outputs"] as System.Text.Json.Nodes.JsonArray ?? new())
+            .Where(o => NotebookDocument.Text(o!["data"]?["text/html"]).Contains(SafetyNotebooks.Runtime.NotebookContract.ChartCssClass)).ToList();
+        if (File.ReadAllText(path).Contains("Plots.")) Assert.NotEmpty(charts); // lessons that draw charts must show them
+        Assert.All(charts, o => Assert.Equal(SafetyNotebooks.Runtime.NotebookContract.ChartTextFallback, NotebookDocument.Text(o!["data"]!["text/plain"])));
     }
 
     [Fact]

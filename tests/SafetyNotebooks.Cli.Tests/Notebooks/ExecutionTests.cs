@@ -22,7 +22,7 @@ public class ExecutionTests : IDisposable
             "throw new InvalidOperationException(\"boom\");",
             "Console.WriteLine(\"never\");"), "t.ipynb");
         var result = await new NotebookExecutor().ExecuteAsync(doc);
-        Assert.Equal("error", result.Status);
+        Assert.Equal(RunStatus.Error, result.Status);
         Assert.Equal(4, result.ErrorCell);                  // 1-based among all cells, markdown included
         Assert.Contains("boom", result.ErrorMessage);
         Assert.Equal(3, result.CellsRun);
@@ -76,7 +76,7 @@ public class ExecutionTests : IDisposable
         var nb = TestNotebooks.Write(_dir, "slow.ipynb", "System.Threading.Thread.Sleep(120_000);");
         var clock = Stopwatch.StartNew();
         var results = await new NotebookRunner(TextWriter.Null).RunAsync(new[] { nb }, new RunOptions { OutputDirectory = Path.Combine(_dir, "o"), Timeout = TimeSpan.FromSeconds(8) });
-        Assert.Equal("timeout", results[0].Status);
+        Assert.Equal(RunStatus.Timeout, results[0].Status);
         Assert.Contains("time limit", results[0].ErrorMessage);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60));
     }
