@@ -128,7 +128,7 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         string? expanded = null;
         try { expanded = Utils.GetActName(name); } catch (Exception) { }
         if (expanded is not null && _hookPoints.TryGetValue(expanded, out hp)) return hp;
-        var close = Utils.ClosestNames(name, _hookPoints.Keys, 5);
+        var close = NameSuggestions.Closest(name, _hookPoints.Keys, 5);
         throw new ArgumentException(
             $"Unknown hook point '{name}'. Closest valid names: {string.Join(", ", close)}. " +
             "See HookedTransformer.HookNames for the full list, or Utils.GetActName(\"pattern\", 0) to build a name.", nameof(name));
