@@ -233,7 +233,8 @@ public sealed partial class Safetensors : IDisposable
 
     /// <summary>
     /// Writes tensors (any supported dtype, moved to CPU and made contiguous) to <paramref name="path"/>, sorted by name,
-    /// with an optional <c>__metadata__</c> map. The header is space-padded to a multiple of 8 bytes.
+    /// with an optional <c>__metadata__</c> map. The header is space-padded to a multiple of 8 bytes. The file is written
+    /// atomically (<see cref="AtomicFile"/>): on failure the previous file at <paramref name="path"/> is left as it was.
     /// </summary>
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
@@ -261,29 +262,15 @@ public sealed partial class Safetensors : IDisposable
             var headerBytes = new byte[padded];
             Array.Fill(headerBytes, (byte)' ');
             json.CopyTo(headerBytes, 0);
-            var full = System.IO.Path.GetFullPath(path);
-            var dir = System.IO.Path.GetDirectoryName(full)!;
-            Directory.CreateDirectory(dir);
-            // Atomic: write a temporary file in the same folder, then rename it over the target. A crash or error
-            // mid-write leaves the previous file intact, and readers holding the old file open keep reading it.
-            var tmp = System.IO.Path.Combine(dir, $".{System.IO.Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-            try
+            // Atomic (temp file + rename): a crash or error mid-write leaves the previous file intact, and readers
+            // holding the old file open keep reading it.
+            AtomicFile.Write(path, fs =>
             {
-                using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-                {
-                    fs.Write(BitConverter.GetBytes((ulong)padded));
-                    fs.Write(headerBytes);
-                    foreach (var t in prepared)
-                        if (t.numel() > 0) ForEachChunk(t, t.numel() * t.ElementSize, chunk => fs.Write(chunk));
-                    fs.Flush(flushToDisk: true);
-                }
-                File.Move(tmp, full, overwrite: true);
-            }
-            catch
-            {
-                try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-                throw;
-            }
+                fs.Write(BitConverter.GetBytes((ulong)padded));
+                fs.Write(headerBytes);
+                foreach (var t in prepared)
+                    if (t.numel() > 0) ForEachChunk(t, t.numel() * t.ElementSize, chunk => fs.Write(chunk));
+            });
         }
         finally
         {

@@ -317,6 +317,6 @@ public sealed partial class HookedTransformer
             ["scale_attn_weights"] = true,
             ["dtype"] = "float32",
         };
-        File.WriteAllText(System.IO.Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(System.IO.Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 }

@@ -157,6 +157,25 @@ public class SafetensorsHardeningTests : IDisposable
     }
 
     [Fact]
+    public void AtomicFile_leaves_the_old_file_when_the_writer_fails_midway()
+    {
+        var path = PathOf("notes.txt");
+        AtomicFile.WriteAllText(path, "first");
+        var e = Assert.Throws<InvalidOperationException>(() => AtomicFile.Write(path, s =>
+        {
+            s.Write("second, half written"u8);
+            throw new InvalidOperationException("disk full");
+        }));
+        Assert.Equal("disk full", e.Message);
+        Assert.Equal("first", File.ReadAllText(path));
+        Assert.Equal(new[] { "notes.txt" }, Directory.GetFiles(_dir).Select(Path.GetFileName).ToArray());
+        AtomicFile.WriteAllText(path, "third");
+        Assert.Equal("third", File.ReadAllText(path));
+        var folder = Assert.Throws<IOException>(() => AtomicFile.WriteAllText(_dir, "x"));
+        Assert.Contains("is a folder", folder.Message);
+    }
+
+    [Fact]
     public void IO_does_not_reference_Models()
     {
         // Issue 6: IO ↔ Models was a namespace cycle (IO called Models.Utils.ClosestNames).
