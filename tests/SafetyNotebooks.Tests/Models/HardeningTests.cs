@@ -19,19 +19,28 @@ public class HardeningTests : IDisposable
         NLayers = 2, DModel = 8, NHeads = 2, DHead = 4, DMlp = 16, NCtx = 6, DVocab = 11, Seed = 7,
     };
 
+    /// <summary>The GPT-2-shaped config, and an attention-only RMSNorm one without positional embedding.</summary>
+    static HookedTransformerConfig Config(int which) => which == 0 ? Cfg
+        : Cfg with { Normalization = NormalizationType.RMS, AttnOnly = true, PositionalEmbedding = PositionalEmbeddingType.None, DMlp = 0 };
+
     static Tensor Tokens(int batch) => tensor(new long[] { 1, 5, 2, 9, 3, 10, 0, 4 }[..(batch * 4)], new long[] { batch, 4 });
 
     public static IEnumerable<object[]> HookNames()
     {
-        using var m = new HookedTransformer(Cfg);
-        return m.HookNames.Select(n => new object[] { n }).ToList();
+        var all = new List<object[]>();
+        foreach (var which in new[] { 0, 1 })
+        {
+            using var m = new HookedTransformer(Config(which));
+            all.AddRange(m.HookNames.Select(n => new object[] { which, n }));
+        }
+        return all;
     }
 
     [Fact]
     public void The_small_model_has_every_kind_of_hook_point()
     {
         // Guards the theories below: they must cover embeddings, attention, MLP, norms and residuals.
-        var names = HookNames().Select(o => (string)o[0]).ToList();
+        var names = HookNames().Where(o => (int)o[0] == 0).Select(o => (string)o[1]).ToList();
         foreach (var n in new[] { "hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.ln1.hook_scale", "blocks.0.ln1.hook_normalized",
                      "blocks.0.attn.hook_q", "blocks.0.attn.hook_attn_scores", "blocks.0.attn.hook_pattern", "blocks.0.attn.hook_result",
                      "blocks.1.mlp.hook_post", "blocks.1.hook_resid_post", "ln_final.hook_normalized" })
@@ -40,10 +49,10 @@ public class HardeningTests : IDisposable
 
     [Theory]
     [MemberData(nameof(HookNames))]
-    public void A_hook_returning_the_wrong_shape_dtype_or_rank_is_a_clear_error(string hookName)
+    public void A_hook_returning_the_wrong_shape_dtype_or_rank_is_a_clear_error(int config, string hookName)
     {
         using var _ = no_grad();
-        using var model = new HookedTransformer(Cfg);
+        using var model = new HookedTransformer(Config(config));
         var tokens = Tokens(2);
         long[]? shape = null;
         using (var ok = model.RunWithHooks(tokens, (hookName, (x, h) => { shape = x.shape; return x.clone(); })))
@@ -69,10 +78,10 @@ public class HardeningTests : IDisposable
 
     [Theory]
     [MemberData(nameof(HookNames))]
-    public void Editing_an_activation_in_place_never_changes_a_parameter(string hookName)
+    public void Editing_an_activation_in_place_never_changes_a_parameter(int config, string hookName)
     {
         using var _ = no_grad();
-        using var model = new HookedTransformer(Cfg);
+        using var model = new HookedTransformer(Config(config));
         var before = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
         foreach (var batch in new[] { 1, 2 }) // batch 1: W_pos's rows are a plain view; batch 2: an expanded one
         {

@@ -1,4 +1,5 @@
 using SafetyNotebooks.Tokenization;
+using static TorchSharp.torch;
 using Xunit;
 
 namespace SafetyNotebooks.Tests.Tokenization;
@@ -29,5 +30,19 @@ public class DecodeRangeTests
         }
         Assert.Equal(tok.ToStrTokens(new[] { 0 })[0] + tok.ToStrTokens(new[] { 1 })[0],
             tok is SyntheticTokenizer ? tok.Decode(new[] { 0, 1 }).Replace(" ", "") : tok.Decode(new[] { 0, 1 }));
+    }
+
+    [Fact]
+    public void Tensor_decoding_refuses_float_ids_and_out_of_range_ids()
+    {
+        SafetyNotebooks.Runtime.TorchRuntime.EnsureLoaded();
+        var tok = CharTokenizer.FromAlphabet("abc", specialTokens: false);
+        Assert.Equal("ba", tok.ToString(tensor(new long[] { 1, 0 })));
+        var f = Assert.Throws<ArgumentException>(() => tok.ToString(tensor(new float[] { 1.9f, 0f })));   // was decoded as "ba"
+        Assert.Contains("Float32", f.Message);
+        var big = Assert.Throws<ArgumentOutOfRangeException>(() => tok.ToStrings(tensor(new long[] { 0, 1L << 40 }, new long[] { 1, 2 })));
+        Assert.Contains((1L << 40).ToString(), big.Message);
+        var oor = Assert.Throws<ArgumentOutOfRangeException>(() => tok.ToStrings(tensor(new long[] { 0, 3 }, new long[] { 1, 2 })));
+        Assert.Contains("vocab size 3", oor.Message);
     }
 }
