@@ -43,7 +43,14 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
     {
         Cfg = (cfg ?? throw new ArgumentNullException(nameof(cfg))).Validate();
         // [n_ctx, n_ctx], true above the diagonal: key positions a query may not see.
-        var mask = ones(cfg.NCtx, cfg.NCtx, ScalarType.Bool).triu(1);
+        Tensor mask;
+        try { mask = ones(cfg.NCtx, cfg.NCtx, ScalarType.Bool).triu(1); }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new InsufficientMemoryException(
+                $"HookedTransformerConfig.NCtx = {cfg.NCtx} needs a {cfg.NCtx} × {cfg.NCtx} causal mask ({(double)cfg.NCtx * cfg.NCtx / (1 << 30):G3} GiB), " +
+                $"which could not be allocated ({e.Message.Split('\n')[0]}). Use a smaller NCtx (the longest sequence you will run).", e);
+        }
 
         _embed = new Embed(cfg);
         register_module("embed", _embed);

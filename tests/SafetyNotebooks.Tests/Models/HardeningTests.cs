@@ -112,6 +112,14 @@ public class HardeningTests : IDisposable
         Assert.Equal(new long[] { 1, 2, 11 }, ints.shape);
     }
 
+    [Fact]
+    public void An_unallocatable_context_length_names_NCtx()
+    {
+        var e = Assert.Throws<InsufficientMemoryException>(() => new HookedTransformer(Cfg with { NCtx = 2_000_000_000 }));
+        Assert.Contains("NCtx = 2000000000", e.Message);
+        Assert.Contains("smaller NCtx", e.Message);
+    }
+
     string WriteConfig(string name, string json, bool withWeights = false)
     {
         var dir = Path.Combine(_dir, name);
