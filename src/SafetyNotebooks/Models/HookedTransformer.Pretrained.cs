@@ -250,7 +250,7 @@ public sealed partial class HookedTransformer
 
     /// <summary>
     /// Writes the model as a Hugging Face GPT-2 checkpoint folder (<c>config.json</c> + <c>model.safetensors</c> with
-    /// <c>transformer.</c>-prefixed Conv1D names), loadable by <see cref="FromPretrained"/> and by
+    /// <c>transformer.</c>-prefixed Conv1D names), loadable by <see cref="FromPretrained(string)"/> and by
     /// <c>transformers.GPT2LMHeadModel.from_pretrained</c>.
     /// </summary>
     /// <remarks>
