@@ -1,7 +1,11 @@
 using System.Text;
 using System.Text.Json;
 using SafetyNotebooks.Runtime;
+using TorchSharp;
 using static TorchSharp.torch;
+
+// Tests shrink Safetensors.ChunkBytes to exercise the >2 GB streaming path on small tensors.
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("SafetyNotebooks.Tests")]
 
 namespace SafetyNotebooks.IO;
 
@@ -22,10 +26,18 @@ public sealed record SafetensorInfo(string Name, string DType, long[] Shape, lon
 /// must lie inside the data section and match dtype × shape. Any problem raises <see cref="InvalidDataException"/>
 /// naming the file, the tensor and the fix; nothing is allocated beyond what the file actually holds.
 /// </remarks>
-public sealed class Safetensors : IDisposable
+public sealed partial class Safetensors : IDisposable
 {
     /// <summary>Largest accepted JSON header (100 MB, as in the reference implementation).</summary>
     public const long MaxHeaderBytes = 100_000_000;
+
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>
+    /// Bytes moved per read or write call. Tensors larger than this (in particular over 2 GB, beyond what one
+    /// <see cref="Span{T}"/> can address) are streamed in pieces. Internal so that tests can exercise the chunking on small tensors.
+    /// </summary>
+    internal static long ChunkBytes { get; set; } = 1L << 30;
 
     static readonly Dictionary<string, (ScalarType Type, int Size)> DTypes = new()
     {
@@ -88,16 +100,25 @@ public sealed class Safetensors : IDisposable
         long dataStart = 8 + (long)headerLen;
         long dataLength = fileLength - dataStart;
 
+        try { _ = StrictUtf8.GetCharCount(headerBytes); }
+        catch (DecoderFallbackException e)
+        { throw Bad(path, $"header is not valid UTF-8 (invalid byte at header offset {e.Index})"); }
         JsonDocument doc;
         try { doc = JsonDocument.Parse(headerBytes); }
-        catch (JsonException e) { throw Bad(path, "header is not valid JSON (" + e.Message + ")"); }
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
+        { throw Bad(path, "header is not valid JSON (" + e.Message + ")"); }
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad(path, "header is not a JSON object");
             var tensors = new Dictionary<string, SafetensorInfo>(StringComparer.Ordinal);
             var metadata = new Dictionary<string, string>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var prop in doc.RootElement.EnumerateObject())
             {
+                // JSON allows duplicate keys and parsers silently keep one of them: refuse instead of guessing which tensor is meant.
+                if (!seen.Add(prop.Name))
+                    throw Bad(path, $"the header names '{prop.Name}' twice (duplicate JSON key), so it is ambiguous which entry is meant",
+                        "Re-export the checkpoint with unique tensor names (safetensors' own writer never produces duplicates).");
                 if (prop.Name == "__metadata__")
                 {
                     if (prop.Value.ValueKind != JsonValueKind.Object) throw Bad(path, "__metadata__ is not an object");
@@ -165,7 +186,7 @@ public sealed class Safetensors : IDisposable
 
     KeyNotFoundException Missing(string name)
     {
-        var close = SafetyNotebooks.Models.Utils.ClosestNames(name, _tensors.Keys, 5);
+        var close = NameSuggestions.Closest(name, _tensors.Keys, 5);
         return new KeyNotFoundException(
             $"Tensor '{name}' is not in safetensors file '{Path}'. Closest names in the file: {string.Join(", ", close)}. " +
             "Check that the checkpoint matches the expected architecture and naming.");
@@ -177,17 +198,26 @@ public sealed class Safetensors : IDisposable
         TorchRuntime.EnsureLoaded();
         var info = Info(name);
         var (type, _) = DTypes[info.DType];
-        var t = empty(info.Shape, type);
         long n = info.End - info.Begin;
-        if (n == 0) return t;
-        lock (_stream)
+        Tensor t;
+        try { t = empty(info.Shape, type); }
+        catch (Exception e) when (e is not InvalidDataException)
         {
-            _stream.Position = _dataStart + info.Begin;
-            var dest = t.bytes;
-            if (dest.Length != n) { t.Dispose(); throw Bad(Path, $"internal size mismatch for '{name}'"); }
-            try { _stream.ReadExactly(dest); }
-            catch (EndOfStreamException) { t.Dispose(); throw Bad(Path, $"tensor '{name}' data is cut short (truncated file)"); }
+            throw new InsufficientMemoryException(
+                $"Could not allocate tensor '{name}' ({info.DType} [{string.Join(", ", info.Shape)}], {n:N0} bytes) from '{Path}': {e.Message}. " +
+                "Free memory (dispose other models) or load the checkpoint on a machine with more RAM.", e);
         }
+        if (n == 0) return t;
+        try
+        {
+            lock (_stream)
+            {
+                _stream.Position = _dataStart + info.Begin;
+                ForEachChunk(t, n, chunk => _stream.ReadExactly(chunk));
+            }
+        }
+        catch (EndOfStreamException) { t.Dispose(); throw Bad(Path, $"tensor '{name}' data is cut short (truncated file)"); }
+        catch { t.Dispose(); throw; }
         return t;
     }
 
@@ -203,7 +233,8 @@ public sealed class Safetensors : IDisposable
 
     /// <summary>
     /// Writes tensors (any supported dtype, moved to CPU and made contiguous) to <paramref name="path"/>, sorted by name,
-    /// with an optional <c>__metadata__</c> map. The header is space-padded to a multiple of 8 bytes.
+    /// with an optional <c>__metadata__</c> map. The header is space-padded to a multiple of 8 bytes. The file is written
+    /// atomically (<see cref="AtomicFile"/>): on failure the previous file at <paramref name="path"/> is left as it was.
     /// </summary>
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
@@ -231,17 +262,39 @@ public sealed class Safetensors : IDisposable
             var headerBytes = new byte[padded];
             Array.Fill(headerBytes, (byte)' ');
             json.CopyTo(headerBytes, 0);
-            var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
-            if (dir is not null) Directory.CreateDirectory(dir);
-            using var fs = new FileStream(path, FileMode.Create, FileAccess.Write);
-            fs.Write(BitConverter.GetBytes((ulong)padded));
-            fs.Write(headerBytes);
-            foreach (var t in prepared)
-                if (t.numel() > 0) fs.Write(t.bytes);
+            // Atomic (temp file + rename): a crash or error mid-write leaves the previous file intact, and readers
+            // holding the old file open keep reading it.
+            AtomicFile.Write(path, fs =>
+            {
+                fs.Write(BitConverter.GetBytes((ulong)padded));
+                fs.Write(headerBytes);
+                foreach (var t in prepared)
+                    if (t.numel() > 0) ForEachChunk(t, t.numel() * t.ElementSize, chunk => fs.Write(chunk));
+            });
         }
         finally
         {
             foreach (var t in prepared) t.Dispose();
+        }
+    }
+
+    delegate void ChunkAction(Span<byte> chunk);
+
+    /// <summary>
+    /// Calls <paramref name="action"/> on consecutive byte spans covering the <paramref name="totalBytes"/> of a contiguous
+    /// CPU tensor, each at most <see cref="ChunkBytes"/> (rounded down to whole elements), so that tensors over 2 GB work.
+    /// </summary>
+    static void ForEachChunk(Tensor t, long totalBytes, ChunkAction action)
+    {
+        long elementSize = t.ElementSize, numel = t.numel();
+        if (numel * elementSize != totalBytes) throw new InvalidOperationException($"internal size mismatch: {numel} × {elementSize} bytes ≠ {totalBytes}");
+        long perChunk = Math.Max(1, Math.Min(ChunkBytes, int.MaxValue) / elementSize);
+        if (numel <= perChunk) { action(t.bytes); return; }
+        using var flat = t.view(-1);
+        for (long start = 0; start < numel; start += perChunk)
+        {
+            using var piece = flat.narrow(0, start, Math.Min(perChunk, numel - start));
+            action(piece.bytes);
         }
     }
 

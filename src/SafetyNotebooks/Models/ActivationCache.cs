@@ -54,7 +54,7 @@ public sealed class ActivationCache : IDisposable
         if (_store.TryGetValue(full, out t)) return t;
         var valid = Model.HookNames.Contains(full)
             ? $"'{full}' is a valid hook name but was not cached: widen the namesFilter passed to RunWithCache."
-            : $"Closest cached names: {string.Join(", ", Utils.ClosestNames(name, _store.Keys, 5))}.";
+            : $"Closest cached names: {string.Join(", ", SafetyNotebooks.Runtime.NameSuggestions.Closest(name, _store.Keys, 5))}.";
         throw new KeyNotFoundException($"Activation '{name}' is not in the cache. {valid}");
     }
 

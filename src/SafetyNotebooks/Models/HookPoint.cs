@@ -10,7 +10,9 @@ namespace SafetyNotebooks.Models;
 /// </summary>
 /// <remarks>
 /// A hook receives the activation and this hook point; it returns null to leave the activation unchanged, or a
-/// tensor of the same shape that replaces it downstream. The activation is owned by the forward pass and is
+/// tensor of the same shape, dtype and device that replaces it downstream (anything else throws
+/// <see cref="InvalidOperationException"/> naming the hook, the expected and the returned shape). No hook ever receives a
+/// view of a parameter, so editing the activation in place never changes the model's weights. The activation is owned by the forward pass and is
 /// disposed when the pass returns: to keep it, use <see cref="Keep"/> or <see cref="HookedTransformer.RunWithCache"/>.
 /// </remarks>
 public sealed class HookPoint : nn.Module<Tensor, Tensor>
@@ -56,10 +58,32 @@ public sealed class HookPoint : nn.Module<Tensor, Tensor>
         foreach (var (fn, _) in _hooks.ToArray())
         {
             var r = fn(x, this);
-            if (r is not null) x = r;
+            if (r is not null)
+            {
+                CheckReplacement(x, r);
+                x = r;
+            }
         }
         return x;
     }
+
+    /// <summary>
+    /// A replacement must look exactly like the activation it replaces: a wrong shape would broadcast silently, fail
+    /// far downstream, or abort the process inside libtorch.
+    /// </summary>
+    void CheckReplacement(Tensor activation, Tensor replacement)
+    {
+        if (replacement.IsInvalid)
+            throw new InvalidOperationException($"The hook on '{Name}' returned a disposed tensor. Return a live tensor (or null to leave the activation unchanged).");
+        if (replacement.shape.SequenceEqual(activation.shape) && replacement.dtype == activation.dtype &&
+            replacement.device_type == activation.device_type && replacement.device_index == activation.device_index)
+            return;
+        throw new InvalidOperationException(
+            $"The hook on '{Name}' returned a tensor of shape {Describe(replacement)}, but the activation it replaces is {Describe(activation)}. " +
+            "Return a tensor of the same shape, dtype and device (e.g. edit a clone of the activation), or null to leave it unchanged.");
+    }
+
+    static string Describe(Tensor t) => $"[{string.Join(", ", t.shape)}] {t.dtype} on {t.device}";
 
     /// <summary>
     /// Keeps a tensor alive after the forward pass returns (removes it from the pass's dispose scope).

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SafetyNotebooks.IO;
@@ -24,7 +25,18 @@ public sealed partial class HookedTransformer
     /// <c>from_pretrained</c> defaults (fold LayerNorm, center writing weights and unembed).</para>
     /// </remarks>
     /// <exception cref="FileNotFoundException">A required file is missing (the message names the path and the fix).</exception>
-    public static HookedTransformer FromPretrained(string directory)
+    /// <exception cref="InvalidDataException">config.json or the weights are invalid or do not match (the message names the file,
+    /// the field or tensor, and the fix). Everything is checked before the model is allocated.</exception>
+    public static HookedTransformer FromPretrained(string directory) => FromPretrained(directory, out _);
+
+    /// <summary>
+    /// <see cref="FromPretrained(string)"/> that also returns what was loaded, like Hugging Face's <c>output_loading_info</c>.
+    /// Tensors in the checkpoint that the model does not use (e.g. layers beyond the config's <c>n_layer</c>) are listed in
+    /// <see cref="SafetensorsLoadReport.Unexpected"/> and reported as a warning on <paramref name="warnings"/>
+    /// (<see cref="Console.Error"/> when null), as Hugging Face does. GPT-2's causal-mask buffers (<c>attn.bias</c>,
+    /// <c>attn.masked_bias</c>) are ignored silently, as Hugging Face ignores them.
+    /// </summary>
+    public static HookedTransformer FromPretrained(string directory, out SafetensorsLoadReport report, TextWriter? warnings = null)
     {
         var cfg = ReadHfConfig(directory);
         var weightsPath = System.IO.Path.Combine(directory, "model.safetensors");
@@ -32,13 +44,78 @@ public sealed partial class HookedTransformer
             throw new FileNotFoundException(
                 $"No model.safetensors in '{System.IO.Path.GetFullPath(directory)}'. Download it next to config.json " +
                 "(e.g. from https://huggingface.co/openai-community/gpt2); PyTorch .bin checkpoints are not supported, convert them to safetensors first.", weightsPath);
-        var model = new HookedTransformer(cfg with { TiedEmbeddings = false });
         using var file = Safetensors.Open(weightsPath);
-        model.LoadHfWeights(file);
+        // Check every tensor's presence, shape and dtype against the config from the header alone, before the model
+        // (and its n_ctx × n_ctx mask) is allocated.
+        var used = CheckHfWeights(file, cfg);
+        var model = new HookedTransformer(cfg with { TiedEmbeddings = false });
+        try { model.LoadHfWeights(file); }
+        catch { model.Dispose(); throw; }
+        var unexpected = file.Names.Where(n => !used.Contains(n) && !IgnoredHfTensor(n)).ToList();
+        var loaded = file.Names.Where(used.Contains).ToList();
+        report = new SafetensorsLoadReport(weightsPath, loaded, Array.Empty<string>(), unexpected, file.Metadata.ToDictionary());
+        if (report.UnusedWarning is { } w) (warnings ?? Console.Error).WriteLine(w);
         return model;
     }
 
+    /// <summary>GPT-2 checkpoints may carry the causal mask as a buffer; Hugging Face ignores these on load, and so do we.</summary>
+    static bool IgnoredHfTensor(string name) =>
+        System.Text.RegularExpressions.Regex.IsMatch(name, @"^(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)$");
+
+    /// <summary>Checks names, shapes and dtypes of every tensor the config needs; returns the file names that will be used.</summary>
+    static HashSet<string> CheckHfWeights(Safetensors file, HookedTransformerConfig cfg)
+    {
+        var prefix = file.Contains("transformer.wte.weight") ? "transformer." : "";
+        int D = cfg.DModel, M = cfg.DMlp, V = cfg.DVocab;
+        var spec = new List<(string Name, long[] Shape)>
+        {
+            ("wte.weight", new long[] { V, D }), ("wpe.weight", new long[] { cfg.NCtx, D }),
+            ("ln_f.weight", new long[] { D }), ("ln_f.bias", new long[] { D }),
+        };
+        for (int l = 0; l < cfg.NLayers; l++)
+        {
+            var h = $"h.{l}.";
+            spec.AddRange(new (string, long[])[]
+            {
+                (h + "ln_1.weight", new long[] { D }), (h + "ln_1.bias", new long[] { D }),
+                (h + "attn.c_attn.weight", new long[] { D, 3 * D }), (h + "attn.c_attn.bias", new long[] { 3 * D }),
+                (h + "attn.c_proj.weight", new long[] { D, D }), (h + "attn.c_proj.bias", new long[] { D }),
+                (h + "ln_2.weight", new long[] { D }), (h + "ln_2.bias", new long[] { D }),
+                (h + "mlp.c_fc.weight", new long[] { D, M }), (h + "mlp.c_fc.bias", new long[] { M }),
+                (h + "mlp.c_proj.weight", new long[] { M, D }), (h + "mlp.c_proj.bias", new long[] { D }),
+            });
+        }
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        var configPath = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(file.Path) ?? ".", "config.json");
+        void Need(string name, long[] shape, bool prefixed)
+        {
+            var full = prefixed && file.Contains(prefix + name) ? prefix + name : name;
+            if (!file.Contains(full))
+            {
+                var close = Runtime.NameSuggestions.Closest(prefix + name, file.Names, 3);
+                throw new InvalidDataException(
+                    $"Tensor '{prefix + name}' is missing from '{file.Path}' (closest names: {string.Join(", ", close)}). " +
+                    $"The weights do not match '{configPath}' (e.g. n_layer {cfg.NLayers}): use the config.json that came with these weights.");
+            }
+            var info = file.Info(full);
+            if (!info.Shape.SequenceEqual(shape))
+                throw new InvalidDataException(
+                    $"Tensor '{full}' in '{file.Path}' has shape [{string.Join(", ", info.Shape)}] but '{configPath}' implies [{string.Join(", ", shape)}]. " +
+                    "The weights do not match the config: use the config.json that came with these weights.");
+            if (info.DType is not ("F32" or "F16" or "BF16" or "F64"))
+                throw new InvalidDataException(
+                    $"Tensor '{full}' in '{file.Path}' has dtype {info.DType}, but model weights must be floating point (F32, F16, BF16 or F64). Re-export the checkpoint.");
+            used.Add(full);
+        }
+        foreach (var (name, shape) in spec) Need(name, shape, prefixed: true);
+        if (file.Contains("lm_head.weight")) Need("lm_head.weight", new long[] { V, D }, prefixed: false);
+        if (file.Contains("lm_head.bias")) Need("lm_head.bias", new long[] { V }, prefixed: false);
+        return used;
+    }
+
     /// <summary>Reads a Hugging Face GPT-2 <c>config.json</c> into a <see cref="HookedTransformerConfig"/>.</summary>
+    /// <exception cref="InvalidDataException">The file is not a JSON object or a field has the wrong type or an out-of-range
+    /// value; the message names the file, the field and what is expected.</exception>
     public static HookedTransformerConfig ReadHfConfig(string directory)
     {
         var path = System.IO.Path.Combine(directory, "config.json");
@@ -46,35 +123,79 @@ public sealed partial class HookedTransformer
             throw new FileNotFoundException(
                 $"No config.json in '{System.IO.Path.GetFullPath(directory)}'. FromPretrained needs a Hugging Face GPT-2 folder " +
                 "with config.json and model.safetensors (see the FromPretrained documentation for how to download GPT-2 small).", path);
-        JsonNode root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new InvalidDataException("empty"); }
-        catch (Exception e) when (e is JsonException or InvalidDataException)
+        JsonNode? parsed;
+        try { parsed = JsonNode.Parse(File.ReadAllText(path)); }
+        catch (Exception e) when (e is JsonException or DecoderFallbackException or ArgumentException)
         { throw new InvalidDataException($"'{path}' is not valid JSON ({e.Message}). Re-download config.json.", e); }
+        if (parsed is not JsonObject root)
+            throw new InvalidDataException(
+                $"'{path}' must be a JSON object ({{\"n_embd\": 768, ...}}) but is {(parsed is null ? "null" : "a JSON " + parsed.GetValueKind().ToString().ToLowerInvariant())}. " +
+                "Re-download config.json from the checkpoint's repository.");
 
-        int Req(string key)
+        InvalidDataException BadField(string key, string expected) =>
+            new($"'{path}': field '{key}' is {root[key]!.ToJsonString()} but must be {expected}. Fix the field or re-download config.json.");
+
+        int Int(string key, bool required, int fallback = 0)
         {
             var n = root[key];
-            if (n is null) throw new InvalidDataException($"'{path}' has no '{key}'. Is it a GPT-2 config (model_type \"gpt2\")?");
-            return n.GetValue<int>();
+            if (n is null)
+            {
+                if (required) throw new InvalidDataException($"'{path}' has no '{key}'. Is it a GPT-2 config (model_type \"gpt2\")?");
+                return fallback;
+            }
+            if (n.GetValueKind() != JsonValueKind.Number || !n.AsValue().TryGetValue<double>(out var d) || d != Math.Floor(d))
+                throw BadField(key, "a whole number (written without quotes)");
+            if (d < 1 || d > int.MaxValue) throw BadField(key, $"a positive whole number no larger than {int.MaxValue}");
+            return (int)d;
         }
-        var modelType = root["model_type"]?.GetValue<string>();
+        double Double(string key, double fallback)
+        {
+            var n = root[key];
+            if (n is null) return fallback;
+            if (n.GetValueKind() != JsonValueKind.Number || !n.AsValue().TryGetValue<double>(out var d) || !double.IsFinite(d) || d <= 0)
+                throw BadField(key, "a positive number");
+            return d;
+        }
+        string? Str(string key)
+        {
+            var n = root[key];
+            if (n is null) return null;
+            if (n.GetValueKind() != JsonValueKind.String) throw BadField(key, "a string");
+            return n.GetValue<string>();
+        }
+        bool Bool(string key, bool fallback)
+        {
+            var n = root[key];
+            if (n is null) return fallback;
+            if (n.GetValueKind() is not (JsonValueKind.True or JsonValueKind.False)) throw BadField(key, "true or false");
+            return n.GetValue<bool>();
+        }
+
+        var modelType = Str("model_type");
         if (modelType is not null && modelType != "gpt2")
             throw new InvalidDataException($"'{path}' describes a '{modelType}' model; FromPretrained supports GPT-2 checkpoints only.");
-        int nEmbd = Req("n_embd"), nHead = Req("n_head");
-        if (nEmbd % nHead != 0) throw new InvalidDataException($"'{path}': n_embd {nEmbd} is not divisible by n_head {nHead}.");
-        var nInner = root["n_inner"];
-        var act = root["activation_function"]?.GetValue<string>() ?? "gelu_new";
-        return new HookedTransformerConfig
+        int nEmbd = Int("n_embd", true), nHead = Int("n_head", true);
+        if (nEmbd % nHead != 0)
+            throw new InvalidDataException($"'{path}': n_embd {nEmbd} is not divisible by n_head {nHead}. Fix one of the fields or re-download config.json.");
+        var act = Str("activation_function") ?? "gelu_new";
+        if (act == "gelu_pytorch_tanh") act = "gelu_new";
+        if (!HookedTransformerConfig.ActFns.Contains(act))
+            throw BadField("activation_function", "one of " + string.Join(", ", HookedTransformerConfig.ActFns.Select(a => "\"" + a + "\"")));
+        try
         {
-            NLayers = Req("n_layer"), DModel = nEmbd, NHeads = nHead, DHead = nEmbd / nHead,
-            DMlp = nInner is null ? 4 * nEmbd : nInner.GetValue<int>(),
-            NCtx = Req("n_positions"), DVocab = Req("vocab_size"),
-            ActFn = act == "gelu_pytorch_tanh" ? "gelu_new" : act,
-            LayerNormEps = root["layer_norm_epsilon"]?.GetValue<double>() ?? 1e-5,
-            InitRange = root["initializer_range"]?.GetValue<double>() ?? 0.02,
-            TiedEmbeddings = root["tie_word_embeddings"]?.GetValue<bool>() ?? true,
-            Normalization = NormalizationType.LN,
-        }.Validate();
+            return new HookedTransformerConfig
+            {
+                NLayers = Int("n_layer", true), DModel = nEmbd, NHeads = nHead, DHead = nEmbd / nHead,
+                DMlp = Int("n_inner", false, fallback: 4 * nEmbd),
+                NCtx = Int("n_positions", true), DVocab = Int("vocab_size", true),
+                ActFn = act,
+                LayerNormEps = Double("layer_norm_epsilon", 1e-5),
+                InitRange = Double("initializer_range", 0.02),
+                TiedEmbeddings = Bool("tie_word_embeddings", true),
+                Normalization = NormalizationType.LN,
+            }.Validate();
+        }
+        catch (ArgumentException e) { throw new InvalidDataException($"'{path}': {e.Message}", e); }
     }
 
     void LoadHfWeights(Safetensors file)
@@ -129,7 +250,7 @@ public sealed partial class HookedTransformer
 
     /// <summary>
     /// Writes the model as a Hugging Face GPT-2 checkpoint folder (<c>config.json</c> + <c>model.safetensors</c> with
-    /// <c>transformer.</c>-prefixed Conv1D names), loadable by <see cref="FromPretrained"/> and by
+    /// <c>transformer.</c>-prefixed Conv1D names), loadable by <see cref="FromPretrained(string)"/> and by
     /// <c>transformers.GPT2LMHeadModel.from_pretrained</c>.
     /// </summary>
     /// <remarks>
@@ -196,6 +317,6 @@ public sealed partial class HookedTransformer
             ["scale_attn_weights"] = true,
             ["dtype"] = "float32",
         };
-        File.WriteAllText(System.IO.Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(System.IO.Path.Combine(directory, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 }

@@ -43,7 +43,14 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
     {
         Cfg = (cfg ?? throw new ArgumentNullException(nameof(cfg))).Validate();
         // [n_ctx, n_ctx], true above the diagonal: key positions a query may not see.
-        var mask = ones(cfg.NCtx, cfg.NCtx, ScalarType.Bool).triu(1);
+        Tensor mask;
+        try { mask = ones(cfg.NCtx, cfg.NCtx, ScalarType.Bool).triu(1); }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new InsufficientMemoryException(
+                $"HookedTransformerConfig.NCtx = {cfg.NCtx} needs a {cfg.NCtx} × {cfg.NCtx} causal mask ({(double)cfg.NCtx * cfg.NCtx / (1 << 30):G3} GiB), " +
+                $"which could not be allocated ({e.Message.Split('\n')[0]}). Use a smaller NCtx (the longest sequence you will run).", e);
+        }
 
         _embed = new Embed(cfg);
         register_module("embed", _embed);
@@ -128,7 +135,7 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         string? expanded = null;
         try { expanded = Utils.GetActName(name); } catch (Exception) { }
         if (expanded is not null && _hookPoints.TryGetValue(expanded, out hp)) return hp;
-        var close = Utils.ClosestNames(name, _hookPoints.Keys, 5);
+        var close = NameSuggestions.Closest(name, _hookPoints.Keys, 5);
         throw new ArgumentException(
             $"Unknown hook point '{name}'. Closest valid names: {string.Join(", ", close)}. " +
             "See HookedTransformer.HookNames for the full list, or Utils.GetActName(\"pattern\", 0) to build a name.", nameof(name));
@@ -148,6 +155,14 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         if (tokens.dim() == 1) tokens = tokens.unsqueeze(0);
         if (tokens.dim() != 2)
             throw new ArgumentException($"Tokens must have shape [batch, pos] (or [pos]) but have shape [{string.Join(", ", tokens.shape)}].", nameof(tokens));
+        if (tokens.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte))
+            throw new ArgumentException(
+                $"Tokens must be integer ids (int64) but are {tokens.dtype}; converting would silently truncate values such as 2.7 to 2. " +
+                "Pass the tokenizer's output, or build the tensor from long[] (e.g. torch.tensor(new long[] { ... })).", nameof(tokens));
+        if (tokens.shape[0] == 0)
+            throw new ArgumentException($"Tokens have shape [0, {tokens.shape[1]}]: the batch is empty. Pass at least one sequence.", nameof(tokens));
+        if (tokens.shape[1] == 0)
+            throw new ArgumentException($"Tokens have shape [{tokens.shape[0]}, 0]: the sequences are empty. Pass at least one token per sequence (e.g. a BOS token).", nameof(tokens));
         if (tokens.dtype != ScalarType.Int64) tokens = tokens.to_type(ScalarType.Int64);
         if (tokens.numel() > 0)
         {
@@ -159,7 +174,12 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"Sequence length {tokens.shape[1]} exceeds the model's context NCtx = {Cfg.NCtx}; truncate the tokens to at most {Cfg.NCtx} positions.", nameof(tokens));
         var residual = hook_embed.forward(_embed.forward(tokens));                 // [batch, pos, d_model]
         if (_posEmbed is not null)
-            residual = residual + hook_pos_embed!.forward(_posEmbed.forward(tokens));
+        {
+            var posEmbed = _posEmbed.forward(tokens);                               // a view of W_pos
+            // Hooks get a copy (as in TransformerLens): an in-place edit of a view would change W_pos for good.
+            if (hook_pos_embed!.HasHooks) posEmbed = posEmbed.is_contiguous() ? posEmbed.clone() : posEmbed.contiguous();
+            residual = residual + hook_pos_embed.forward(posEmbed);
+        }
         foreach (var block in _blockArray)
             residual = block.forward(residual);                                    // [batch, pos, d_model]
         return _lnFinal is null ? residual : _lnFinal.forward(residual);

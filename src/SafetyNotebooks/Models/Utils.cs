@@ -54,24 +54,4 @@ public static partial class Utils
         if (NormActs.Contains(name) && layer is null && string.IsNullOrEmpty(layerType)) full = "ln_final." + full;
         return full;
     }
-
-    /// <summary>Levenshtein distance between two strings.</summary>
-    public static int EditDistance(string a, string b)
-    {
-        var prev = new int[b.Length + 1];
-        var cur = new int[b.Length + 1];
-        for (int j = 0; j <= b.Length; j++) prev[j] = j;
-        for (int i = 1; i <= a.Length; i++)
-        {
-            cur[0] = i;
-            for (int j = 1; j <= b.Length; j++)
-                cur[j] = Math.Min(Math.Min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
-            (prev, cur) = (cur, prev);
-        }
-        return prev[b.Length];
-    }
-
-    /// <summary>The <paramref name="count"/> candidates closest to <paramref name="name"/> by edit distance.</summary>
-    public static string[] ClosestNames(string name, IEnumerable<string> candidates, int count = 5) =>
-        candidates.OrderBy(c => EditDistance(name, c)).ThenBy(c => c, StringComparer.Ordinal).Take(count).ToArray();
 }

@@ -16,6 +16,10 @@ public static class Check
 
     static string F(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
 
+    /// <summary>A number for a failure message; NaN and infinities say what they are.</summary>
+    internal static string Named(double v) => double.IsNaN(v) ? "NaN (not a number)"
+        : double.IsInfinity(v) ? (v > 0 ? "+infinity" : "-infinity") : F(v);
+
     static void Pass(string what) => (Out ?? Console.Out).WriteLine($"✓ {what}");
 
     static void Fail(string what, string expected, string got, string? hint) =>
@@ -30,26 +34,26 @@ public static class Check
     /// <summary>Checks |actual − expected| ≤ tolerance.</summary>
     public static void Close(double actual, double expected, double tolerance, string what, string? hint = null)
     {
-        if (double.IsFinite(actual) && Math.Abs(actual - expected) <= tolerance) Pass($"{what}: {F(actual)} ≈ {F(expected)} (±{F(tolerance)})");
-        else Fail(what, $"{F(expected)} ± {F(tolerance)}", F(actual), hint);
+        if (double.IsFinite(actual) && double.IsFinite(expected) && Math.Abs(actual - expected) <= tolerance) Pass($"{what}: {F(actual)} ≈ {F(expected)} (±{F(tolerance)})");
+        else Fail(what, $"{Named(expected)} ± {F(tolerance)}", Named(actual), hint);
     }
 
     /// <summary>Checks actual &lt; bound.</summary>
     public static void Less(double actual, double bound, string what, string? hint = null)
     {
-        if (actual < bound) Pass($"{what}: {F(actual)} < {F(bound)}"); else Fail(what, $"< {F(bound)}", F(actual), hint);
+        if (actual < bound) Pass($"{what}: {F(actual)} < {F(bound)}"); else Fail(what, $"< {Named(bound)}", Named(actual), hint);
     }
 
     /// <summary>Checks actual &gt; bound.</summary>
     public static void Greater(double actual, double bound, string what, string? hint = null)
     {
-        if (actual > bound) Pass($"{what}: {F(actual)} > {F(bound)}"); else Fail(what, $"> {F(bound)}", F(actual), hint);
+        if (actual > bound) Pass($"{what}: {F(actual)} > {F(bound)}"); else Fail(what, $"> {Named(bound)}", Named(actual), hint);
     }
 
     /// <summary>Checks lo ≤ actual ≤ hi.</summary>
     public static void Between(double actual, double lo, double hi, string what, string? hint = null)
     {
-        if (actual >= lo && actual <= hi) Pass($"{what}: {F(actual)} in [{F(lo)}, {F(hi)}]"); else Fail(what, $"in [{F(lo)}, {F(hi)}]", F(actual), hint);
+        if (actual >= lo && actual <= hi) Pass($"{what}: {F(actual)} in [{F(lo)}, {F(hi)}]"); else Fail(what, $"in [{Named(lo)}, {Named(hi)}]", Named(actual), hint);
     }
 
     /// <summary>Checks a tensor's shape.</summary>
@@ -66,7 +70,11 @@ public static class Check
         if (ok) Pass($"{what}: {detail}"); else Fail(what, $"values of {Describe(expected)} within atol {F(atol)}, rtol {F(rtol)}", detail, hint);
     }
 
-    /// <summary>Compares tensors; returns whether they match and a description (max difference or shape mismatch, first bad index).</summary>
+    /// <summary>
+    /// Compares tensors; returns whether they match and a description (max difference or shape mismatch, first bad index).
+    /// NaN and infinities never match (not even NaN against NaN): a non-finite value in <paramref name="actual"/> or in
+    /// <paramref name="expected"/> is reported as such, with its count and first index.
+    /// </summary>
     public static (bool Ok, string Detail) Compare(Tensor actual, Tensor expected, double atol, double rtol)
     {
         if (!actual.shape.SequenceEqual(expected.shape))
@@ -75,22 +83,40 @@ public static class Check
         var a = actual.detach().to(ScalarType.Float64).cpu();
         var e = expected.detach().to(ScalarType.Float64).cpu();
         if (a.numel() == 0) return (true, "both empty");
+        if (NonFinite(a) is { } gotBad)
+            return (false, $"got {gotBad.Summary}, first at [{string.Join(", ", Unravel(gotBad.First, actual.shape))}] where {F(e.flatten()[gotBad.First].item<double>())} is expected " +
+                "(NaN comes from e.g. 0/0, log or sqrt of a negative number; infinity from division by zero or exp overflow)");
+        if (NonFinite(e) is { } expBad)
+            return (false, $"the expected values contain {expBad.Summary}, first at [{string.Join(", ", Unravel(expBad.First, actual.shape))}]: " +
+                "the reference itself is not finite on this input, so nothing can match it (check the input or the reference)");
         var diff = (a - e).abs();
         var bound = e.abs() * rtol + atol;
-        var bad = diff.gt(bound).logical_or(a.isnan().logical_xor(e.isnan()));
-        double maxDiff = diff.nan_to_num(0).max().item<double>();
+        var bad = diff.gt(bound);
+        double maxDiff = diff.max().item<double>();
         if (bad.any().item<bool>())
         {
             long flat = bad.flatten().nonzero()[0, 0].item<long>();
-            var index = Unravel(flat, actual.shape);
-            var idx = string.Join(", ", index);
+            var idx = string.Join(", ", Unravel(flat, actual.shape));
             double got = a.flatten()[flat].item<double>(), exp = e.flatten()[flat].item<double>();
             return (false, $"max |diff| {F(maxDiff)}; first mismatch at [{idx}]: got {F(got)}, expected {F(exp)}");
         }
         return (true, $"max |diff| {F(maxDiff)}");
     }
 
-    static long[] Unravel(long flat, long[] shape)
+    /// <summary>Counts of NaN and infinite values in a float64 tensor and the flat index of the first one, or null if all are finite.</summary>
+    internal static (string Summary, long First)? NonFinite(Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        var nonFinite = t.isfinite().logical_not().flatten();
+        if (!nonFinite.any().item<bool>()) return null;
+        long nan = t.isnan().sum().item<long>(), inf = t.isinf().sum().item<long>();
+        var parts = new List<string>();
+        if (nan > 0) parts.Add($"{nan} NaN value{(nan == 1 ? "" : "s")}");
+        if (inf > 0) parts.Add($"{inf} infinite value{(inf == 1 ? "" : "s")}");
+        return (string.Join(" and ", parts), nonFinite.nonzero()[0, 0].item<long>());
+    }
+
+    internal static long[] Unravel(long flat, long[] shape)
     {
         var idx = new long[shape.Length];
         for (int d = shape.Length - 1; d >= 0; d--) { idx[d] = flat % shape[d]; flat /= shape[d]; }

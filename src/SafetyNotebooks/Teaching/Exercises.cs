@@ -63,8 +63,11 @@ public static class Exercises
             {
                 throw new CheckFailedException($"✗ {name}: not implemented yet — replace the `throw new NotImplementedException(...)` in the exercise cell with your code, run that cell, then this one.");
             }
-            if (!(Math.Abs(got - expected) <= tolerance))
-                throw new CheckFailedException($"✗ {name}: trial {trial + 1} of {trials} failed\n  input:    {shown}\n  expected: {F(expected)}\n  got:      {F(got)}" + (hint == null ? "" : $"\n  hint:     {hint}"));
+            // NaN and infinities never match, not even themselves: a non-finite answer (or reference) is named as such.
+            if (!(double.IsFinite(got) && double.IsFinite(expected) && Math.Abs(got - expected) <= tolerance))
+                throw new CheckFailedException($"✗ {name}: trial {trial + 1} of {trials} failed" +
+                    (double.IsFinite(got) ? double.IsFinite(expected) ? "" : " (the reference is not finite on this input)" : $" (your answer is {SafetyNotebooks.Teaching.Check.Named(got)})") +
+                    $"\n  input:    {shown}\n  expected: {SafetyNotebooks.Teaching.Check.Named(expected)}\n  got:      {SafetyNotebooks.Teaching.Check.Named(got)}" + (hint == null ? "" : $"\n  hint:     {hint}"));
         }
         (Out ?? Console.Out).WriteLine($"✓ {name}: all {trials} seeded trials match the reference");
     }
@@ -79,6 +82,9 @@ public static class Exercises
         using var flat = t.detach().flatten().to(ScalarType.Float64).cpu();
         var n = (int)Math.Min(maxValues, flat.numel());
         var values = Enumerable.Range(0, n).Select(i => F(flat[i].item<double>()));
-        return $"{shape} {t.dtype}: {string.Join(", ", values)}{(flat.numel() > n ? ", …" : "")}";
+        // The first values may all be fine: say when NaN or infinities hide further in.
+        var nonFinite = SafetyNotebooks.Teaching.Check.NonFinite(flat) is { } nf
+            ? $" (contains {nf.Summary}, first at [{string.Join(", ", SafetyNotebooks.Teaching.Check.Unravel(nf.First, t.shape))}])" : "";
+        return $"{shape} {t.dtype}: {string.Join(", ", values)}{(flat.numel() > n ? ", …" : "")}{nonFinite}";
     }
 }

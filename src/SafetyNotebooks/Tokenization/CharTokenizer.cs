@@ -76,12 +76,9 @@ public sealed class CharTokenizer : ITokenizer
     }
 
     /// <summary>Concatenates the characters; special tokens decode to their names (e.g. <c>&lt;bos&gt;</c>).</summary>
-    public string Decode(IEnumerable<int> ids) => string.Concat(ids.Select(Str));
+    public string Decode(IEnumerable<int> ids) => string.Concat(ToStrTokens(ids));
 
     /// <inheritdoc/>
-    public string[] ToStrTokens(IEnumerable<int> ids) => ids.Select(Str).ToArray();
-
-    string Str(int id) => (uint)id < (uint)_strings.Length
-        ? _strings[id]
-        : throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id outside [0, {_strings.Length}).");
+    public string[] ToStrTokens(IEnumerable<int> ids) =>
+        TokenIds.CheckInVocab(ids, _strings.Length, nameof(CharTokenizer)).Select(id => _strings[id]).ToArray();
 }

@@ -38,11 +38,12 @@ public sealed class Gpt2Tokenizer : ITokenizer
     }
 
     /// <inheritdoc/>
-    public string Decode(IEnumerable<int> ids) => _inner.Decode(ids) ?? "";
+    public string Decode(IEnumerable<int> ids) => _inner.Decode(TokenIds.CheckInVocab(ids, VocabSize, nameof(Gpt2Tokenizer))) ?? "";
 
     /// <summary>
     /// Each id decoded on its own. A token holding only part of a multi-byte UTF-8 character decodes to
     /// U+FFFD, as in TransformerLens' <c>to_str_tokens</c>.
     /// </summary>
-    public string[] ToStrTokens(IEnumerable<int> ids) => ids.Select(id => _inner.Decode(new[] { id }) ?? "").ToArray();
+    public string[] ToStrTokens(IEnumerable<int> ids) =>
+        TokenIds.CheckInVocab(ids, VocabSize, nameof(Gpt2Tokenizer)).Select(id => _inner.Decode(new[] { id }) ?? "").ToArray();
 }

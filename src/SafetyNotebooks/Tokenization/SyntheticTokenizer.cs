@@ -64,6 +64,6 @@ public sealed class SyntheticTokenizer : ITokenizer
     public string Decode(IEnumerable<int> ids) => string.Join(' ', ToStrTokens(ids));
 
     /// <inheritdoc/>
-    public string[] ToStrTokens(IEnumerable<int> ids) => ids.Select(id => (uint)id < (uint)_names.Length
-        ? _names[id] : throw new ArgumentOutOfRangeException(nameof(ids), id, $"Token id outside [0, {_names.Length}).")).ToArray();
+    public string[] ToStrTokens(IEnumerable<int> ids) =>
+        TokenIds.CheckInVocab(ids, _names.Length, nameof(SyntheticTokenizer)).Select(id => _names[id]).ToArray();
 }

@@ -75,14 +75,14 @@ public static class TokenizerExtensions
         if (tokens.dim() != 2) throw new ArgumentException("Expected [batch, pos].", nameof(tokens));
         long width = tokens.shape[1];
         using var scope = torch.NewDisposeScope();
-        var ids = tokens.to_type(ScalarType.Int64).cpu().data<long>().ToArray();
+        var ids = IdsOf(tokens);
         var mask = attentionMask?.to_type(ScalarType.Int64).cpu().data<long>().ToArray();
         var result = new string[tokens.shape[0]];
         for (int b = 0; b < result.Length; b++)
         {
             var row = new List<int>();
             for (long p = 0; p < width; p++)
-                if (mask is null || mask[b * width + p] != 0) row.Add(checked((int)ids[b * width + p]));
+                if (mask is null || mask[b * width + p] != 0) row.Add(ids[b * width + p]);
             result[b] = tokenizer.Decode(row);
         }
         return result;
@@ -106,6 +106,28 @@ public static class TokenizerExtensions
         using var scope = torch.NewDisposeScope();
         if (tokens.dim() == 2 && tokens.shape[0] == 1) tokens = tokens[0];
         else if (tokens.dim() != 1) throw new ArgumentException("Expected a 1-D tensor or shape [1, pos]; use ToStrings for batches.", nameof(tokens));
-        return tokens.to_type(ScalarType.Int64).cpu().data<long>().Select(x => checked((int)x)).ToArray();
+        return IdsOf(tokens);
+    }
+
+    /// <summary>
+    /// The ids of an integer tensor, flattened. Float tensors are refused (converting would truncate 2.7 to 2 silently), and
+    /// ids beyond the int range are reported rather than overflowing; the tokenizer's Decode then checks its own range.
+    /// </summary>
+    static int[] IdsOf(Tensor tokens)
+    {
+        if (tokens.dtype is not (ScalarType.Int64 or ScalarType.Int32 or ScalarType.Int16 or ScalarType.Int8 or ScalarType.Byte))
+            throw new ArgumentException(
+                $"Token ids must be an integer tensor (int64) but are {tokens.dtype}; converting would silently truncate values. " +
+                "Pass the ids the model or tokenizer produced (e.g. logits.argmax(-1)).", nameof(tokens));
+        using var scope = torch.NewDisposeScope();
+        var longs = tokens.to_type(ScalarType.Int64).cpu().flatten().data<long>().ToArray();
+        var ids = new int[longs.Length];
+        for (int i = 0; i < longs.Length; i++)
+        {
+            if (longs[i] < int.MinValue || longs[i] > int.MaxValue)
+                throw new ArgumentOutOfRangeException(nameof(tokens), longs[i], $"Token id {longs[i]} at flat position {i} is not a valid id for any tokenizer (beyond the int range).");
+            ids[i] = (int)longs[i];
+        }
+        return ids;
     }
 }
