@@ -19,23 +19,25 @@ public static class LayerRules
 
     const string P = "SafetyNotebooks.";
 
-    static readonly string[] Bottom = ["Runtime", "IO", "Tokenization", "Data"];
+    static readonly string[] Bottom = ["Runtime", "IO", "Tokenization"];
     static readonly string[] ModelsAndBelow = [.. Bottom, "Models"];
-    static readonly string[] TrainingAndBelow = [.. ModelsAndBelow, "Training"];
+    static readonly string[] DataAndBelow = [.. ModelsAndBelow, "Data"];
+    static readonly string[] TrainingAndBelow = [.. DataAndBelow, "Training"];
     static readonly string[] Capabilities = ["Interpretability", "Sae", "Alignment", "Evaluation"];
 
     /// <summary>The library's modules, bottom to top.</summary>
     public static readonly Module[] Library =
     [
-        // Bottom: runtime (native loading, seeds, progress, quick mode), file formats, tokenizers, data.
-        new("Runtime", "bottom", [P + "Runtime", P + "Native", P + "Text"], []),
+        // Bottom: runtime (native loading, seeds, progress, quick mode, name suggestions), file formats, tokenizers.
+        new("Runtime", "bottom", [P + "Runtime", P + "Native"], []),
         new("IO", "bottom", [P + "IO"], ["Runtime"]),
         new("Tokenization", "bottom", [P + "Tokenization"], ["Runtime"]),
-        new("Data", "bottom", [P + "Data"], ["Runtime", "Tokenization"]),
-        // Models: the hooked transformer, its cache, loading, inference (generation).
+        // Models: the hooked transformer, its cache, loading, the next-token loss, inference (generation).
         new("Models", "models", [P + "Models"], Bottom),
+        // Data: seeded tasks and token streams; a task scores model outputs with the models' loss, never trains.
+        new("Data", "data", [P + "Data"], ModelsAndBelow),
         // Training: one loop, an objective per method.
-        new("Training", "training", [P + "Training"], ModelsAndBelow),
+        new("Training", "training", [P + "Training"], DataAndBelow),
         // Capabilities side by side: none uses another.
         new("Interpretability", "capabilities", [P + "Interpretability"], TrainingAndBelow),
         new("Sae", "capabilities", [P + "Sae"], TrainingAndBelow),
