@@ -25,12 +25,12 @@ public class MallocTrimPolicyTests
     }
 
     [Theory]
-    // level 200 MB: the trigger is 200 × 1.25 + 32 = 282 MB
-    [InlineData(200, 281, false)]
-    [InlineData(200, 283, true)]
-    // level 1000 MB: 1,282 MB
-    [InlineData(1000, 1200, false)]
-    [InlineData(1000, 1300, true)]
+    // level 200 MB: the trigger is 200 × 1.5 + 64 = 364 MB
+    [InlineData(200, 363, false)]
+    [InlineData(200, 365, true)]
+    // level 1000 MB: 1,564 MB
+    [InlineData(1000, 1500, false)]
+    [InlineData(1000, 1600, true)]
     public void TrimsOnlyWhenRssOutgrowsItsLevel(double levelMb, double rssMb, bool expected) =>
         Assert.Equal(expected, MallocTrimPolicy.ShouldTrim(rssMb, levelMb));
 
