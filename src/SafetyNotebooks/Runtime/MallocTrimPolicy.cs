@@ -34,7 +34,7 @@ public static class MallocTrimPolicy
     public const double GrowthFactor = 1.5;
 
     /// <summary>RSS growth (MB) allowed on top of <see cref="GrowthFactor"/> before a trim.</summary>
-    public const double GrowthSlackMb = 64;
+    public const double GrowthSlackMb = 32;
 
     /// <summary>How often the RSS is checked.</summary>
     public static readonly TimeSpan CheckInterval = TimeSpan.FromSeconds(1);

@@ -25,10 +25,10 @@ public class MallocTrimPolicyTests
     }
 
     [Theory]
-    // level 200 MB: the trigger is 200 × 1.5 + 64 = 364 MB
-    [InlineData(200, 363, false)]
-    [InlineData(200, 365, true)]
-    // level 1000 MB: 1,564 MB
+    // level 200 MB: the trigger is 200 × 1.5 + 32 = 332 MB
+    [InlineData(200, 331, false)]
+    [InlineData(200, 333, true)]
+    // level 1000 MB: 1,532 MB
     [InlineData(1000, 1500, false)]
     [InlineData(1000, 1600, true)]
     public void TrimsOnlyWhenRssOutgrowsItsLevel(double levelMb, double rssMb, bool expected) =>
