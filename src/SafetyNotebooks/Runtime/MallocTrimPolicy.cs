@@ -43,7 +43,7 @@ public static class MallocTrimPolicy
     /// Least time between two trims by the timer. A trim also gives back memory the next step would reuse, which
     /// then costs page faults; this bounds that cost to one re-fault of the freed memory per interval.
     /// </summary>
-    public static readonly TimeSpan MinTrimInterval = TimeSpan.FromSeconds(15);
+    public static readonly TimeSpan MinTrimInterval = TimeSpan.FromSeconds(5);
 
     /// <summary>What the policy is doing in this process (for <c>doctor</c>).</summary>
     public static string Status { get; private set; } = "not started";
