@@ -97,9 +97,23 @@ public static class ModelBenchmarks
         return 2.0 * n * n * n / seconds / 1e9;
     }
 
-    /// <summary>Memory over a long training run: resident set size and live tensors sampled at each quarter.</summary>
-    public sealed record MemoryReport(int Steps, double[] RssMb, long LiveTensorsHalf, long LiveTensorsEnd, double SecondsPerStep)
+    /// <summary>
+    /// Memory over a long training run: resident set size and live tensors sampled at each quarter, and the RSS
+    /// after warm-up (the first <see cref="WarmupSteps"/> steps), which is the run's live working set.
+    /// </summary>
+    public sealed record MemoryReport(int Steps, double[] RssMb, long LiveTensorsHalf, long LiveTensorsEnd, double SecondsPerStep,
+        double RssWarmMb = double.NaN, int WarmupSteps = 0)
     {
+        /// <summary>The target: RSS at the end of the run at most this many times the working set after warm-up.</summary>
+        public const double MaxRssOverWarm = 2.0;
+        /// <summary>RSS at the end over the RSS after warm-up.</summary>
+        public double RssEndOverWarm => RssEndMb / RssWarmMb;
+        /// <summary>
+        /// True when the run kept its memory: RSS at the end within <see cref="MaxRssOverWarm"/>× the working set after
+        /// warm-up, and as many live tensors at the end as at half-way. Freed memory that the C allocator keeps instead of
+        /// returning to the system (see <see cref="Runtime.MallocTrimPolicy"/>) fails the first part; a tensor leak the second.
+        /// </summary>
+        public bool MeetsTarget => RssEndOverWarm <= MaxRssOverWarm && LiveTensorsEnd <= LiveTensorsHalf;
         /// <summary>RSS at half-way (allocator caches warmed up).</summary>
         public double RssEarlyMb => RssMb[1];
         /// <summary>RSS at the end.</summary>
@@ -122,9 +136,16 @@ public static class ModelBenchmarks
         using var opt = optim.AdamW(model.parameters(), 1e-3);
         var rss = new double[4];
         long liveHalf = 0;
+        int warmup = Math.Clamp(steps / 20, 1, 100);
+        double rssWarm = double.NaN;
         var sw = Stopwatch.StartNew();
         for (int i = 1; i <= steps; i++)
         {
+            if (i == warmup + 1)
+            {
+                GC.Collect(); GC.WaitForPendingFinalizers();
+                rssWarm = Environment.WorkingSet / 1048576.0;
+            }
             using (var scope = NewDisposeScope())
             {
                 var tokens = randint(0, 64, new long[] { 64, 65 });
@@ -142,6 +163,6 @@ public static class ModelBenchmarks
             }
         }
         double perStep = sw.Elapsed.TotalSeconds / steps;
-        return new MemoryReport(steps, rss, liveHalf, DisposeScopeManager.Statistics.ThreadTotalLiveCount, perStep);
+        return new MemoryReport(steps, rss, liveHalf, DisposeScopeManager.Statistics.ThreadTotalLiveCount, perStep, rssWarm, warmup);
     }
 }

@@ -6,15 +6,22 @@ namespace SafetyNotebooks.Runtime;
 /// <summary>The one-line environment summary printed by the first cell of every notebook.</summary>
 public static class EnvironmentSummary
 {
-    /// <summary>Versions, threads, seed and mode, on one line.</summary>
+    /// <summary>
+    /// Versions, threads, seed and mode, on one line. Seeded runs are bit-identical across processes and machines
+    /// at the same thread count; a different thread count changes how libtorch splits its sums, so trained values
+    /// drift in the last digits (measured: 1 vs 2 threads differ from training step 11, by 4.8e-7), which the line says.
+    /// </summary>
     public static string OneLine()
     {
         TorchRuntime.EnsureLoaded();
         return $"SafetyNotebooks {VersionOf(typeof(EnvironmentSummary).Assembly)} | .NET {Environment.Version} | " +
                $"TorchSharp {VersionOf(typeof(TorchSharp.torch).Assembly)} | " +
-               $"threads {TorchSharp.torch.get_num_threads()}{(TorchRuntime.MklOnAmd.StartsWith("AMD:") ? " (MKL fast kernels on AMD)" : "")} | seed {Seeds.Current} | " +
+               $"threads {TorchSharp.torch.get_num_threads()} ({ThreadNote}){(TorchRuntime.MklOnAmd.StartsWith("AMD:") ? " (MKL fast kernels on AMD)" : "")} | seed {Seeds.Current} | " +
                $"{(QuickMode.IsOn ? "QUICK mode" : "full mode")} | {RuntimeInformation.OSDescription}";
     }
+
+    /// <summary>What the thread count means for reproducibility (printed after it).</summary>
+    public const string ThreadNote = "seeded results reproduce exactly at this thread count";
 
     /// <summary>
     /// The packages a notebook compiles against. Naming their types here also makes the library's

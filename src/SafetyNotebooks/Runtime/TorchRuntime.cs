@@ -8,7 +8,8 @@ namespace SafetyNotebooks.Runtime;
 /// Makes TorchSharp's native backend load reliably before the first tensor is made:
 /// applies the Debian 12 / Ubuntu 22.04 libstdc++ fix where needed, and preloads the libtorch that
 /// ships with TorchSharp by absolute path, so a different libtorch on the system library path
-/// (e.g. Debian's python3-torch in /usr/lib) can never be picked up by name.
+/// (e.g. Debian's python3-torch in /usr/lib) can never be picked up by name. On x86-64 Linux it also starts
+/// <see cref="MallocTrimPolicy"/>'s trim policy, so freed tensor memory goes back to the system.
 /// </summary>
 public static class TorchRuntime
 {
@@ -43,6 +44,7 @@ public static class TorchRuntime
                     "TorchSharp's native backend failed to load: " + e.Message +
                     " Run 'dotnet run --project src/SafetyNotebooks.Cli -- doctor' to see the cause and the fix.", e);
             }
+            MallocTrimPolicy.Start(); // x86-64 Linux with glibc only; a no-op elsewhere
             _ready = true;
         }
     }

@@ -71,4 +71,112 @@ public class Gpt2TokenizerTests
         using var t = TorchSharp.torch.tensor(new long[] { 15496, 995 });
         Assert.Equal("Hello world", Tok.ToString(t));
     }
+    // Long pre-tokens (issue 14, denial of service). The reference for "what GPT-2 / tiktoken gives" is
+    // Microsoft.ML.Tokenizers' own full encode (Inner.EncodeToIds), which the ids above check against GPT-2.
+    const int Max = Gpt2Tokenizer.MaxPreTokenLength;
+
+    [Fact]
+    public void Encode_OrdinaryText_IsIdenticalToTiktoken()
+    {
+        var text = "The cat's <|endoftext|> naïve café — 日本語のテキスト 🙂🙂\n\n    indented code(x) { return x * 2; }\r\n" +
+                   "https://example.com/a/b?c=d&e=f 1234567890 " + new string('=', 80) + "\t\t" + new string(' ', 100) + "end";
+        Assert.Equal(Tok.Inner.EncodeToIds(text), Tok.Encode(text));
+    }
+
+    [Theory]
+    [InlineData('a')]
+    [InlineData('z')]
+    [InlineData(' ')]
+    [InlineData('!')]
+    [InlineData('7')]
+    public void Encode_PreTokenOfExactlyTheLimit_IsIdenticalToTiktoken(char c)
+    {
+        // One pre-token of exactly the limit (a run of letters, whitespace, punctuation or digits) is encoded whole.
+        var word = new string(c, Max);
+        Assert.Equal(Max, Tok.Inner.PreTokenizer!.PreTokenize(word).Single().Length);
+        Assert.Equal(Tok.Inner.EncodeToIds(word), Tok.Encode(word));
+        Assert.Equal(word, Tok.Decode(Tok.Encode(word)));
+    }
+
+    [Fact]
+    public void Encode_PreTokenOneOverTheLimit_IsEncodedInPieces_AndRoundTrips()
+    {
+        // "x" + 256 × 'a' is one pre-token of 257 chars. Whole, BPE gives "x" "aaaa"×64 (65 ids) with the last 'a'
+        // merged into the final "aaaa"; cut after 256 chars it is the first 256 chars' ids, then 'a' (id 64) alone.
+        var word = "x" + new string('a', Max);
+        int aaaa = Tok.Inner.EncodeToIds("aaaa").Single();
+        var expected = Tok.Inner.EncodeToIds(word[..Max]).Append(64).ToArray();
+        Assert.Equal(expected, Tok.Encode(word));
+        Assert.Equal(66, expected.Length);
+        Assert.Equal(65, Tok.Inner.EncodeToIds(word).Count); // tiktoken's ids differ only for such long runs
+        Assert.Equal(Enumerable.Repeat(aaaa, 63), expected.Skip(1).Take(63));
+        Assert.Equal(word, Tok.Decode(Tok.Encode(word)));
+    }
+
+    [Fact]
+    public void Encode_NeverSplitsASurrogatePair()
+    {
+        // 255 'a' then emoji pairs: a cut after 256 chars would fall between the halves of the first emoji.
+        var word = new string('a', Max - 1) + string.Concat(Enumerable.Repeat("\U0001F642", 200));
+        Assert.Equal(word, Tok.Decode(Tok.Encode(word)));
+        Assert.DoesNotContain("\uFFFD", Tok.Decode(Tok.Encode(word)));
+    }
+
+    [Fact]
+    public void Encode_OneMegabyteOfOneLetter_IsLinear_AndRoundTrips()
+    {
+        // Every piece of 256 'a' is "aaaa" × 64: 2^20 / 4 ids, all the same.
+        var text = new string('a', 1 << 20);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var ids = Tok.Encode(text);
+        var encode = sw.Elapsed.TotalSeconds;
+        var back = Tok.Decode(ids);
+        Console.WriteLine($"1 MB of 'a': encode {encode:0.00} s, encode+decode {sw.Elapsed.TotalSeconds:0.00} s");
+        Assert.Equal(1 << 18, ids.Length);
+        Assert.All(ids, id => Assert.Equal(24794, id)); // "aaaa" in GPT-2's vocabulary
+        Assert.Equal(text, back);
+    }
+
+    [Fact]
+    public void Encode_OneMegabyteOfRandomBytes_RoundTrips_WithTiktokensIds()
+    {
+        var bytes = new byte[1 << 20];
+        new Random(14).NextBytes(bytes);
+        var text = System.Text.Encoding.UTF8.GetString(bytes); // invalid sequences become U+FFFD
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var ids = Tok.Encode(text);
+        Console.WriteLine($"1 MB of random bytes: encode {sw.Elapsed.TotalSeconds:0.00} s, {ids.Length} ids");
+        Assert.Equal(text, Tok.Decode(ids));
+        // Random bytes break into short pre-tokens, so these are exactly tiktoken's ids.
+        Assert.True(Tok.Inner.PreTokenizer!.PreTokenize(text).Max(s => s.Length) <= Max);
+        Assert.Equal(Tok.Inner.EncodeToIds(text), ids);
+    }
+
+    [Fact]
+    public void Encode_OneMegabyteOfRandomUnicode_InOneRun_RoundTrips()
+    {
+        // Random letters from the CJK block: GPT-2's regex keeps them all in one pre-token of 2^18 chars.
+        var rng = new Random(14);
+        var text = new string(Enumerable.Range(0, 1 << 18).Select(_ => (char)(0x4E00 + rng.Next(20000))).ToArray());
+        Assert.Single(Tok.Inner.PreTokenizer!.PreTokenize(text));
+        var ids = Tok.Encode(text);
+        Assert.Equal(text, Tok.Decode(ids));
+        // 3 UTF-8 bytes a char: at most one id per byte, and GPT-2 has few tokens of two or more CJK chars.
+        Assert.InRange(ids.Length, text.Length / 2, 3 * text.Length);
+    }
+
+    [Fact]
+    public void Encode_RandomScalarValues_RoundTrip()
+    {
+        var rng = new Random(7);
+        var sb = new System.Text.StringBuilder();
+        while (sb.Length < 1 << 20)
+        {
+            int cp = rng.Next(0x20, 0x110000);
+            if (cp is >= 0xD800 and <= 0xDFFF) continue;
+            sb.Append(char.ConvertFromUtf32(cp));
+        }
+        var text = sb.ToString();
+        Assert.Equal(text, Tok.Decode(Tok.Encode(text)));
+    }
 }

@@ -1,0 +1,14 @@
+using SafetyNotebooks.Runtime;
+using Xunit;
+
+namespace SafetyNotebooks.Tests.Runtime;
+
+public class EnvironmentSummaryTests
+{
+    [Fact]
+    public void OneLine_SaysResultsReproduceAtThisThreadCount()
+    {
+        var line = EnvironmentSummary.OneLine();
+        Assert.Contains($"threads {TorchSharp.torch.get_num_threads()} (seeded results reproduce exactly at this thread count)", line);
+    }
+}
