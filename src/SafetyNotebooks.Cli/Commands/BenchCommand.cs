@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using SafetyNotebooks.Benchmarks;
+using SafetyNotebooks.Cli.Benchmarks;
 using SafetyNotebooks.Cli.Notebooks;
 
 namespace SafetyNotebooks.Cli.Commands;
@@ -80,7 +80,8 @@ public static class BenchCommand
             {
                 ["name"] = "attn_only_memory", ["median_s"] = m.SecondsPerStep, ["runs"] = m.Steps, ["side"] = "dotnet",
                 ["rss_early_mb"] = Math.Round(m.RssEarlyMb, 1), ["rss_end_mb"] = Math.Round(m.RssEndMb, 1),
-                ["rss_growth_mb"] = Math.Round(m.RssGrowthMb, 1), ["live_tensors_early"] = m.LiveTensorsEarly, ["live_tensors_end"] = m.LiveTensorsEnd,
+                ["rss_growth_mb"] = Math.Round(m.RssGrowthMb, 1), ["rss_warm_mb"] = Math.Round(m.RssWarmMb, 1),
+                ["rss_end_over_warm"] = Math.Round(m.RssEndOverWarm, 3), ["meets_target"] = m.MeetsTarget, ["live_tensors_early"] = m.LiveTensorsEarly, ["live_tensors_end"] = m.LiveTensorsEnd,
                 ["managed_heap_mb"] = Math.Round(GC.GetTotalMemory(false) / 1048576.0, 1), ["gc_committed_mb"] = Math.Round(GC.GetGCMemoryInfo().TotalCommittedBytes / 1048576.0, 1),
                 ["rss_quarters_mb"] = new JsonArray(m.RssMb.Select(v => (JsonNode?)JsonValue.Create(Math.Round(v, 1))).ToArray()),
             });
@@ -91,6 +92,12 @@ public static class BenchCommand
             torch = await RunBaseline(options.TorchDir, options.Python, threads, json ? o : null, o);
 
         if (!json) PrintSummary(o, dotnet, torch);
+        // The memory check asserts its target: a run that keeps freed memory or leaks tensors fails bench (exit 1).
+        if (dotnet.TryGetValue("attn_only_memory", out var memory) && !memory["meets_target"]!.GetValue<bool>())
+        {
+            Console.Error.WriteLine($"error: memory check failed: RSS ended at {memory["rss_end_over_warm"]}× its level after warm-up (target ≤ {ModelBenchmarks.MemoryReport.MaxRssOverWarm}×) or live tensors grew ({memory["live_tensors_early"]} → {memory["live_tensors_end"]}).");
+            return 1;
+        }
         return 0;
     }
 
@@ -184,8 +191,9 @@ public static class BenchCommand
             o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0} GFLOP/s{2}", "matmul_peak 2048² (.NET)", mp["gflops"]!.GetValue<double>(),
                 torch != null && torch.TryGetValue("matmul_peak", out var tp) ? string.Format(ci, "   PyTorch {0:0.0} GFLOP/s", tp["gflops"]!.GetValue<double>()) : ""));
         if (dotnet.TryGetValue("attn_only_memory", out var mem))
-            o.WriteLine(string.Format(ci, "{0,-28} RSS growth {1:+0.0;-0.0} MB over the second half of {2} steps, live tensors {3} → {4}  (target: stable){5}", "memory (.NET)",
-                mem["rss_growth_mb"]!.GetValue<double>(), mem["runs"], mem["live_tensors_early"], mem["live_tensors_end"],
-                mem["live_tensors_end"]!.GetValue<long>() <= mem["live_tensors_early"]!.GetValue<long>() && mem["rss_growth_mb"]!.GetValue<double>() < 50 ? "  met" : "  NOT met"));
+            o.WriteLine(string.Format(ci, "{0,-28} RSS {1:0} MB after warm-up → {2:0} MB at the end ({3:0.00}×), live tensors {4} → {5}  (target: ≤ {6:0.0}× and no tensor growth){7}", "memory (.NET)",
+                mem["rss_warm_mb"]!.GetValue<double>(), mem["rss_end_mb"]!.GetValue<double>(), mem["rss_end_over_warm"]!.GetValue<double>(),
+                mem["live_tensors_early"], mem["live_tensors_end"], ModelBenchmarks.MemoryReport.MaxRssOverWarm,
+                mem["meets_target"]!.GetValue<bool>() ? "  met" : "  NOT met"));
     }
 }

@@ -52,6 +52,7 @@ public static class Doctor
             Line(right, "TorchSharp", $"{EnvironmentSummary.VersionOf(typeof(TorchSharp.torch).Assembly)} loads; 64×64 matmul {(right ? "correct" : "WRONG")}; native from {TorchRuntime.NativeFolder ?? "TorchSharp's own search"}; threads {TorchSharp.torch.get_num_threads()}");
             o.WriteLine($"- {"CPU tuning",-26} MKL vendor check: {TorchRuntime.MklOnAmd}; OMP_WAIT_POLICY {TorchRuntime.OmpWaitPolicy}");
             o.WriteLine($"- {"Scalar lifetime guard",-26} {ScalarLifetimeGuard.Status} (TorchSharp 0.107 implicit-Scalar use-after-free workaround)");
+            o.WriteLine($"- {"Malloc trim policy",-26} {MallocTrimPolicy.Status} (returns freed tensor memory that glibc keeps; SAFETY_NOTEBOOKS_MALLOC_TRIM=off disables it)");
         }
         catch (Exception e)
         {

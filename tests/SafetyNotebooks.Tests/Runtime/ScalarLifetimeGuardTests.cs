@@ -5,14 +5,14 @@ namespace SafetyNotebooks.Tests.Runtime;
 
 public class ScalarLifetimeGuardTests
 {
-    [Fact]
+    [SkippableFact]
     public void TensorArithmeticSurvivesGarbageCollectionsFromAnotherThread()
     {
         // Without the guard this loop fails within about 12,000 additions on this machine
         // ("Expected false to be true" from c10::Scalar), because TorchSharp's implicit alpha Scalar is
         // finalized while libtorch still reads it. 200,000 additions with GC pressure must all be right.
         TorchRuntime.EnsureLoaded();
-        if (ScalarLifetimeGuard.Status != "active") return; // other platforms: nothing installed to test
+        Skip.If(ScalarLifetimeGuard.Status != "active", $"the scalar guard is not active here ({ScalarLifetimeGuard.Status}): nothing installed to test");
         using var a = ones(4);
         using var b = full(4, 2.0f);
         var stop = false;

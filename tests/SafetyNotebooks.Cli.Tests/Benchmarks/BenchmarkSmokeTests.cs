@@ -1,8 +1,8 @@
-using SafetyNotebooks.Benchmarks;
+using SafetyNotebooks.Cli.Benchmarks;
 using SafetyNotebooks.Runtime;
 using Xunit;
 
-namespace SafetyNotebooks.Tests.Models;
+namespace SafetyNotebooks.Cli.Tests.Benchmarks;
 
 /// <summary>Only checks that the benchmark workloads run and report sane numbers (tiny repetition counts).</summary>
 public class BenchmarkSmokeTests

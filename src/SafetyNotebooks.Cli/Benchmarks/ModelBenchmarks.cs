@@ -4,7 +4,7 @@ using SafetyNotebooks.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace SafetyNotebooks.Benchmarks;
+namespace SafetyNotebooks.Cli.Benchmarks;
 
 /// <summary>
 /// Fixed workloads for tracking the model's CPU performance. Each returns the median seconds per step over
