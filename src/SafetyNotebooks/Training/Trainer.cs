@@ -52,7 +52,7 @@ public class Trainer<TBatch>
             throw new ArgumentOutOfRangeException(nameof(config), $"TrainerConfig.GradientAccumulationSteps is {Config.GradientAccumulationSteps}; set it to 1 (no accumulation) or more.");
         var model = Objective.Model ?? throw new ArgumentException("The objective's Model is null; return the module being trained.", nameof(objective));
         if (Config.Device is { } device) model.to(device);              // before the optimizer takes the parameters
-        Device = Config.Device ?? model.parameters().FirstOrDefault()?.device ?? torch.CPU;
+        Device = Config.Device ?? model.parameters().FirstOrDefault()?.device ?? Devices.Default;
         _params = Objective.TrainableParameters().ToArray();
         if (_params.Length == 0)
             throw new ArgumentException("The objective has no trainable parameters; return them from TrainableParameters() (or leave requires_grad on).", nameof(objective));
