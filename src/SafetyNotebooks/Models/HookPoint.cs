@@ -50,6 +50,14 @@ public sealed class HookPoint : nn.Module<Tensor, Tensor>
     public void RemoveHooks(bool includePermanent = false) =>
         _hooks.RemoveAll(h => includePermanent || !h.Permanent);
 
+    /// <summary>Moves all hooks (with their permanence) to <paramref name="target"/>, after any it already has.</summary>
+    internal void MoveHooksTo(HookPoint target)
+    {
+        if (ReferenceEquals(target, this)) return;
+        target._hooks.AddRange(_hooks);
+        _hooks.Clear();
+    }
+
     /// <summary>Runs the hooks in the order they were added, each seeing the previous one's output.</summary>
     public override Tensor forward(Tensor x)
     {
