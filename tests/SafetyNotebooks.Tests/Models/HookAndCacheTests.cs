@@ -86,7 +86,7 @@ public class HookAndCacheTests
             // ApplyLnToStack (which applies ln_final's weight on a raw model) plus the bias reproduces ln_final's output.
             var lnf = Model.Value.ln_final!;
             var normed = cache.ApplyLnToStack(acc.narrow(0, 4, 1)).select(0, 0) + lnf.b!;
-            Close(cache["ln_final.hook_normalized"], normed, 1e-5, "ApplyLnToStack");
+            Close(cache["ln_final.hook_normalized"] * lnf.w! + lnf.b!, normed, 1e-5, "ApplyLnToStack");
         }
     }
 
