@@ -125,7 +125,7 @@ public sealed partial class HookedTransformer
         return scope;
     }
 
-    /// <summary>Removes hooks added with <see cref="AddHook(string, Func{Tensor, HookPoint, Tensor?}, bool)"/> (permanent ones only if asked).</summary>
+    /// <summary>Removes hooks added with <see cref="AddHook(string, Func{Tensor, HookPoint, Tensor?}, bool, HookDirection)"/> (permanent ones only if asked).</summary>
     public void ResetHooks(bool includePermanent = false)
     {
         foreach (var hp in _hookPoints.Values) hp.RemoveHooks(includePermanent);
