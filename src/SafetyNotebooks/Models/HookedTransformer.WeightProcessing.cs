@@ -36,6 +36,7 @@ public sealed partial class HookedTransformer
     /// <see cref="CenterWritingWeights"/>, <see cref="CenterUnembed"/>, <see cref="FoldValueBiases"/>.
     /// Log-probabilities are unchanged (up to float error); logits change by a per-position constant, and
     /// activations such as the residual stream change (they become centered). Returns this model.
+    /// <see cref="EnableCompatibilityMode"/> is the one documented call for this (it also records <see cref="CompatibilityMode"/>).
     /// </summary>
     public HookedTransformer ProcessWeights(bool foldLn = true, bool centerWritingWeights = true, bool centerUnembed = true, bool foldValueBiases = true)
     {
