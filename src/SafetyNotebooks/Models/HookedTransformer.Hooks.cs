@@ -83,18 +83,49 @@ public sealed partial class HookedTransformer
         }
     }
 
-    /// <summary>Adds a hook that stays until <see cref="ResetHooks"/> (or forever if <paramref name="permanent"/>, unless reset with includePermanent).</summary>
-    public void AddHook(string name, Func<Tensor, HookPoint, Tensor?> hook, bool permanent = false) =>
-        GetHookPoint(name).AddHook(hook, permanent);
+    /// <summary>
+    /// Adds a hook that stays until <see cref="ResetHooks"/> (or forever if <paramref name="permanent"/>, unless reset with
+    /// includePermanent). <paramref name="dir"/> = <see cref="HookDirection.Bwd"/> adds a backward hook (see <see cref="HookPoint.AddHook"/>).
+    /// </summary>
+    public void AddHook(string name, Func<Tensor, HookPoint, Tensor?> hook, bool permanent = false, HookDirection dir = HookDirection.Fwd) =>
+        GetHookPoint(name).AddHook(hook, permanent, dir);
 
     /// <summary>Adds a hook to every hook point whose full name passes <paramref name="namePredicate"/>.</summary>
-    public void AddHook(Func<string, bool> namePredicate, Func<Tensor, HookPoint, Tensor?> hook, bool permanent = false)
+    public void AddHook(Func<string, bool> namePredicate, Func<Tensor, HookPoint, Tensor?> hook, bool permanent = false, HookDirection dir = HookDirection.Fwd)
     {
         foreach (var (name, hp) in _hookPoints)
-            if (namePredicate(name)) hp.AddHook(hook, permanent);
+            if (namePredicate(name)) hp.AddHook(hook, permanent, dir);
     }
 
-    /// <summary>Removes hooks added with <see cref="AddHook(string, Func{Tensor, HookPoint, Tensor?}, bool)"/> (permanent ones only if asked).</summary>
+    /// <summary>
+    /// Adds hooks for the lifetime of a <c>using</c> block, as TransformerLens' <c>with model.hooks(fwd_hooks, bwd_hooks)</c>:
+    /// <c>using (model.Hooks(("pattern0", fn))) { ... }</c>. Disposing the returned scope removes exactly these hooks, also when
+    /// the block throws. All names are checked before any hook is added.
+    /// </summary>
+    /// <param name="fwdHooks">Forward hooks by full name or shorthand.</param>
+    public HookScope Hooks(params (string Name, Func<Tensor, HookPoint, Tensor?> Hook)[] fwdHooks) => Hooks(fwdHooks, null);
+
+    /// <summary>Scoped forward and backward hooks (see <see cref="Hooks(ValueTuple{string, Func{Tensor, HookPoint, Tensor}}[])"/>).</summary>
+    /// <param name="fwdHooks">Forward hooks by full name or shorthand.</param>
+    /// <param name="bwdHooks">Backward hooks by full name or shorthand; they see gradients in a backward pass run inside the block.</param>
+    public HookScope Hooks(IEnumerable<(string Name, Func<Tensor, HookPoint, Tensor?> Hook)>? fwdHooks,
+        IEnumerable<(string Name, Func<Tensor, HookPoint, Tensor?> Hook)>? bwdHooks)
+    {
+        var all = (fwdHooks ?? []).Select(h => (Hp: GetHookPoint(h.Name), h.Hook, Dir: HookDirection.Fwd))
+            .Concat((bwdHooks ?? []).Select(h => (Hp: GetHookPoint(h.Name), h.Hook, Dir: HookDirection.Bwd)))
+            .ToList();                                                              // validates every name first
+        var scope = new HookScope();
+        foreach (var (hp, fn, dir) in all)
+        {
+            // Wrap so that adding the same delegate twice is still removed exactly once per addition.
+            Func<Tensor, HookPoint, Tensor?> wrapper = (x, h) => fn(x, h);
+            hp.AddHook(wrapper, permanent: false, dir);
+            scope.Added.Add((hp, wrapper));
+        }
+        return scope;
+    }
+
+    /// <summary>Removes hooks added with <see cref="AddHook(string, Func{Tensor, HookPoint, Tensor?}, bool, HookDirection)"/> (permanent ones only if asked).</summary>
     public void ResetHooks(bool includePermanent = false)
     {
         foreach (var hp in _hookPoints.Values) hp.RemoveHooks(includePermanent);
@@ -102,4 +133,20 @@ public sealed partial class HookedTransformer
 
     /// <summary>Total number of hooks currently attached anywhere in the model.</summary>
     public int HookCount => _hookPoints.Values.Sum(h => h.HookCount);
+}
+
+/// <summary>Hooks added by <see cref="HookedTransformer.Hooks(ValueTuple{string, Func{Tensor, HookPoint, Tensor}}[])"/>; disposing removes them.</summary>
+public sealed class HookScope : IDisposable
+{
+    internal readonly List<(HookPoint Hp, Func<Tensor, HookPoint, Tensor?> Fn)> Added = new();
+
+    /// <summary>Number of hooks this scope added and still holds.</summary>
+    public int Count => Added.Count;
+
+    /// <summary>Removes this scope's hooks (idempotent).</summary>
+    public void Dispose()
+    {
+        foreach (var (hp, fn) in Added) hp.RemoveHook(fn);
+        Added.Clear();
+    }
 }

@@ -6,10 +6,37 @@ namespace SafetyNotebooks.Models;
 public sealed partial class HookedTransformer
 {
     /// <summary>
+    /// Whether <see cref="EnableCompatibilityMode"/> has processed the weights. False for a freshly loaded checkpoint, whose
+    /// weights are Hugging Face's as-is (logits match HF), as with TransformerLens 3's <c>TransformerBridge</c>.
+    /// </summary>
+    public bool CompatibilityMode { get; private set; }
+
+    /// <summary>
+    /// Switches to the legacy TransformerLens <c>HookedTransformer</c> coordinates, as TransformerLens 3's
+    /// <c>TransformerBridge.enable_compatibility_mode()</c> does: folds each LayerNorm's weight and bias into the next weights,
+    /// centers the weights that write to the residual stream, centers the unembedding and folds the value biases
+    /// (see <see cref="ProcessWeights"/>). Log-probabilities are unchanged; logits change by a per-position constant; the
+    /// residual stream becomes centered and the norms lose their weights (<see cref="NormalizationType.LNPre"/>).
+    /// Models load raw by default; call this once for analyses written against TransformerLens' processed weights.
+    /// Direct logit attribution (<see cref="ActivationCache.LogitAttrs"/>, <see cref="ActivationCache.ApplyLnToStack"/>) is
+    /// correct in both modes. Returns this model.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When called twice (the weights are already processed).</exception>
+    public HookedTransformer EnableCompatibilityMode(bool foldLn = true, bool centerWritingWeights = true, bool centerUnembed = true, bool foldValueBiases = true)
+    {
+        if (CompatibilityMode)
+            throw new InvalidOperationException("EnableCompatibilityMode was already called on this model: its weights are already processed. Load the checkpoint again for raw weights.");
+        ProcessWeights(foldLn, centerWritingWeights, centerUnembed, foldValueBiases);
+        CompatibilityMode = true;
+        return this;
+    }
+
+    /// <summary>
     /// TransformerLens' standard weight processing, in its order: <see cref="FoldLayerNorm"/>,
     /// <see cref="CenterWritingWeights"/>, <see cref="CenterUnembed"/>, <see cref="FoldValueBiases"/>.
     /// Log-probabilities are unchanged (up to float error); logits change by a per-position constant, and
     /// activations such as the residual stream change (they become centered). Returns this model.
+    /// <see cref="EnableCompatibilityMode"/> is the one documented call for this (it also records <see cref="CompatibilityMode"/>).
     /// </summary>
     public HookedTransformer ProcessWeights(bool foldLn = true, bool centerWritingWeights = true, bool centerUnembed = true, bool foldValueBiases = true)
     {
@@ -25,7 +52,8 @@ public sealed partial class HookedTransformer
     /// W_in/b_in, W_U/b_U), then (if <paramref name="centerWeights"/>) centers those reading weights over d_model, which
     /// is exact because LayerNorm's output has zero mean. Afterwards the norms are <see cref="LayerNormPre"/> and
     /// <see cref="HookedTransformerConfig.Normalization"/> is <see cref="NormalizationType.LNPre"/>.
-    /// Hooks attached to the old norm hook points are dropped.
+    /// Hooks attached to the norm hook points (<c>hook_scale</c>, <c>hook_normalized</c>; temporary and permanent) move to the
+    /// new layers: both activations are the same before and after folding, since <c>hook_normalized</c> fires before the affine map.
     /// </summary>
     public void FoldLayerNorm(bool centerWeights = true)
     {
@@ -58,8 +86,15 @@ public sealed partial class HookedTransformer
             if (centerWeights) wu.sub_(wu.mean(new long[] { 0 }, keepdim: true));
         }
         foreach (var block in _blockArray)
-            block.ReplaceNorms(new LayerNormPre("ln1", Cfg.LayerNormEps), block.mlp is null ? null : new LayerNormPre("ln2", Cfg.LayerNormEps));
+        {
+            var ln1 = new LayerNormPre("ln1", Cfg.LayerNormEps);
+            var ln2 = block.ln2 is null ? null : new LayerNormPre("ln2", Cfg.LayerNormEps);
+            block.ln1?.MoveHooksTo(ln1);
+            if (ln2 is not null) block.ln2!.MoveHooksTo(ln2);
+            block.ReplaceNorms(ln1, ln2);
+        }
         var newFinal = new LayerNormPre("ln_final", Cfg.LayerNormEps);
+        _lnFinal!.MoveHooksTo(newFinal);
         _internal_submodules["ln_final"] = newFinal;
         _lnFinal = newFinal;
         Cfg = Cfg with { Normalization = NormalizationType.LNPre };

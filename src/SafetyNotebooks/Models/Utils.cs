@@ -27,11 +27,16 @@ public static partial class Utils
     /// <c>blocks.3.hook_resid_pre</c>; <c>GetActName("resid_pre3")</c> (layer inside the name) → same;
     /// <c>GetActName("embed")</c> → <c>hook_embed</c>; <c>GetActName("normalized", 1, "ln2")</c> →
     /// <c>blocks.1.ln2.hook_normalized</c>; <c>GetActName("scale")</c> → <c>ln_final.hook_scale</c>.
-    /// Full names (containing a dot or starting with <c>hook_</c>) are returned unchanged.
+    /// Full names (containing a dot or starting with <c>hook_</c>) are returned unchanged. A negative
+    /// <paramref name="layer"/> is an error here (a name cannot know the number of layers); <c>cache["pattern", -1]</c> counts from the end.
     /// </summary>
     public static string GetActName(string name, int? layer = null, string? layerType = null)
     {
         ArgumentNullException.ThrowIfNull(name);
+        if (layer < 0)
+            throw new ArgumentOutOfRangeException(nameof(layer),
+                $"GetActName(\"{name}\", {layer}): a negative layer needs the number of layers, which a name alone does not know (as in TransformerLens). " +
+                $"Use cache[\"{name}\", {layer}] (the cache counts from the end), or GetActName(\"{name}\", model.Cfg.NLayers + ({layer})).");
         if ((name.Contains('.') || name.StartsWith("hook_")) && layer is null && layerType is null)
             return name;
         if (layer is null && layerType is null)

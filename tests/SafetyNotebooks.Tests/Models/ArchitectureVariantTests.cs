@@ -52,8 +52,10 @@ public class ArchitectureVariantTests
         using (cache)
         {
             var x = cache["resid_pre", 0];
-            var expected = x / (x.pow(2).mean(new long[] { -1 }, keepdim: true) + 1e-5).sqrt() * m.blocks[0].ln1!.w!;
-            Close(expected, cache["normalized", 0, "ln1"], 1e-5, "rms");
+            var normalized = x / (x.pow(2).mean(new long[] { -1 }, keepdim: true) + 1e-5).sqrt();
+            // hook_normalized fires before the weight (TransformerLens); the layer's output is normalized * w.
+            Close(normalized, cache["normalized", 0, "ln1"], 1e-5, "rms (hook_normalized)");
+            Close(normalized * m.blocks[0].ln1!.w!, m.blocks[0].ln1!.forward(x), 1e-5, "rms * w (output)");
             Assert.False(m.blocks[0].ln1!.Centers);
         }
     }

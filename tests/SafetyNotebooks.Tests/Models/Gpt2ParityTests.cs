@@ -54,8 +54,14 @@ public class Gpt2ParityTests
             Assert.True(MaxAbsDiff(cache["resid_pre", 0], e["hidden_states.0"]) < 1e-5);
             Assert.True(MaxAbsDiff(cache["resid_pre", 1], e["hidden_states.1"]) < 1e-5);
             Assert.True(MaxAbsDiff(cache["resid_post", 0], e["hidden_states.1"]) < 1e-5);
-            Assert.True(MaxAbsDiff(cache["ln_final.hook_normalized"], e["hidden_states.2"]) < 1e-4,
-                $"max |Δ| = {MaxAbsDiff(cache["ln_final.hook_normalized"], e["hidden_states.2"])}");
+            // hook_normalized fires before ln_final's weight and bias (TransformerLens); HF's last hidden state includes them.
+            var lnf = Model.Value.ln_final!;
+            var lnOut = cache["ln_final.hook_normalized"] * lnf.w! + lnf.b!;
+            Assert.True(MaxAbsDiff(lnOut, e["hidden_states.2"]) < 1e-4, $"max |Δ| = {MaxAbsDiff(lnOut, e["hidden_states.2"])}");
+            // ... and is itself the centered residual divided by the cached scale (zero mean, unit RMS per position).
+            var resid = cache["resid_post", 1];
+            var byHand = (resid - resid.mean(new long[] { -1 }, keepdim: true)) / cache["ln_final.hook_scale"];
+            Assert.True(MaxAbsDiff(cache["ln_final.hook_normalized"], byHand) < 1e-5);
             Assert.True(MaxAbsDiff(logits, e["logits"]) < 1e-4); // the slow (hooked) attention path agrees too
         }
     }

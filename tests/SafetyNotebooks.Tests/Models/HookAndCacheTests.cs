@@ -83,10 +83,10 @@ public class HookAndCacheTests
             Assert.Equal(new[] { "0_pre", "0_mid", "1_pre", "1_mid", "final_post" }, accLabels);
             Close(cache["resid_post", 1], acc.select(0, 4), 0, "final_post");
 
-            // ApplyLnToStack then LayerNorm's own weight and bias reproduces ln_final's output.
+            // ApplyLnToStack (which applies ln_final's weight on a raw model) plus the bias reproduces ln_final's output.
             var lnf = Model.Value.ln_final!;
-            var normed = cache.ApplyLnToStack(acc.narrow(0, 4, 1)).select(0, 0) * lnf.w! + lnf.b!;
-            Close(cache["ln_final.hook_normalized"], normed, 1e-5, "ApplyLnToStack");
+            var normed = cache.ApplyLnToStack(acc.narrow(0, 4, 1)).select(0, 0) + lnf.b!;
+            Close(cache["ln_final.hook_normalized"] * lnf.w! + lnf.b!, normed, 1e-5, "ApplyLnToStack");
         }
     }
 
@@ -215,9 +215,10 @@ public class HookAndCacheTests
         Assert.NotNull(kept);
         var grad = kept!.grad;
         Assert.NotNull(grad);
-        // logits = x @ W_U + b_U, so d(Σ logits)/dx[b, p, :] = Σ_v W_U[:, v] for every position.
+        // hook_normalized fires before ln_final's affine map (TransformerLens): logits = (x ∘ w + b) @ W_U + b_U,
+        // so d(Σ logits)/dx[b, p, :] = w ∘ Σ_v W_U[:, v] for every position.
         using var _ = no_grad();
-        var expected = m.W_U.sum(1).expand(2, 12, 32);
+        var expected = (m.ln_final!.w! * m.W_U.sum(1)).expand(2, 12, 32);
         Close(expected, grad!, 1e-3, "gradient");
         foreach (var p in m.parameters()) p.grad?.zero_();
         m.zero_grad();
@@ -234,7 +235,7 @@ public class HookAndCacheTests
             Assert.True(cache["ln_final.hook_normalized"].requires_grad);
             var grads = TorchSharp.torch.autograd.grad(new[] { logits.sum() }, new[] { cache["ln_final.hook_normalized"] });
             using var _ = no_grad();
-            Close(m.W_U.sum(1).expand(2, 12, 32), grads[0], 1e-3, "d Σlogits / d normalized");
+            Close((m.ln_final!.w! * m.W_U.sum(1)).expand(2, 12, 32), grads[0], 1e-3, "d Σlogits / d normalized = w ∘ Σ_v W_U");
         }
         m.zero_grad();
     }
@@ -247,7 +248,7 @@ public class HookAndCacheTests
         var (logits, cache) = m.RunWithCache(Tokens);
         using (cache)
         {
-            var decomposed = cache.DecomposeResid(applyLn: true);
+            var decomposed = cache.DecomposeResid();                                  // LogitAttrs applies ln_final's scale itself (as TL)
             var (attrs, labels) = cache.LogitAttrs(decomposed, Tokens);              // [components, batch, pos]
             Assert.Equal(decomposed.Labels, labels);
             Assert.Equal(new long[] { 6, 2, 12 }, attrs.shape);

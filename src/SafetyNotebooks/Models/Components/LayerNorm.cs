@@ -30,9 +30,11 @@ public sealed class LayerNorm : NormLayer
     /// <summary>[batch, pos, d_model] → [batch, pos, d_model].</summary>
     public override Tensor forward(Tensor x)
     {
-        // One fused kernel unless someone needs the scale.
+        // One fused kernel unless someone hooks the scale or the normalized (pre-affine) activation.
+        if (!hook_scale.HasHooks && !hook_normalized.HasHooks)
+            return nn.functional.layer_norm(x, _shape, _w, _b, Eps);
         if (!hook_scale.HasHooks)
-            return hook_normalized.forward(nn.functional.layer_norm(x, _shape, _w, _b, Eps));
+            return hook_normalized.forward(nn.functional.layer_norm(x, _shape, null, null, Eps)) * _w + _b;
         return Normalize(x, _w, _b);
     }
 }

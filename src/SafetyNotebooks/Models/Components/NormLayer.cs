@@ -11,7 +11,11 @@ public abstract class NormLayer : nn.Module<Tensor, Tensor>
 {
     /// <summary>The divisor sqrt(mean(x²) + eps) (after centering for LayerNorm), [batch, pos, 1].</summary>
     public readonly HookPoint hook_scale = new("hook_scale");
-    /// <summary>The output of the layer, [batch, pos, d_model].</summary>
+    /// <summary>
+    /// The normalized input before the learned affine map, [batch, pos, d_model]: <c>(x - mean) / scale</c> for LayerNorm,
+    /// <c>x / scale</c> for RMSNorm. As in TransformerLens (LayerNorm since PR #770), the layer's output is
+    /// <c>hook_normalized * w + b</c> (RMSNorm: <c>* w</c>); for <see cref="LayerNormPre"/> (no weights) it is the output itself.
+    /// </summary>
     public readonly HookPoint hook_normalized = new("hook_normalized");
 
     /// <summary>Epsilon added inside the square root.</summary>
@@ -46,15 +50,40 @@ public abstract class NormLayer : nn.Module<Tensor, Tensor>
     };
 
     /// <summary>
-    /// Generic (hookable) computation: optionally center, divide by the hooked scale, then apply weight and bias.
+    /// Generic (hookable) computation: optionally center, divide by the hooked scale, fire <c>hook_normalized</c>,
+    /// then apply weight and bias (TransformerLens' order).
     /// </summary>
     protected Tensor Normalize(Tensor x, Tensor? weight, Tensor? bias)
     {
         if (Centers) x = x - x.mean(new long[] { -1 }, keepdim: true);           // [batch, pos, d_model]
         var scale = hook_scale.forward((x.pow(2).mean(new long[] { -1 }, keepdim: true) + Eps).sqrt()); // [batch, pos, 1]
-        x = x / scale;
+        x = hook_normalized.forward(x / scale);
         if (weight is not null) x = x * weight;
         if (bias is not null) x = x + bias;
-        return hook_normalized.forward(x);
+        return x;
+    }
+
+    /// <summary>
+    /// The layer's full computation (centering, scale, weight, bias) on <paramref name="x"/> [..., d_model] with statistics
+    /// computed from <paramref name="x"/> itself and without firing any hook; used by analysis code (logit lens).
+    /// </summary>
+    public Tensor Apply(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        if (Centers) x = x - x.mean(new long[] { -1 }, keepdim: true);
+        x = x / (x.pow(2).mean(new long[] { -1 }, keepdim: true) + Eps).sqrt();
+        if (w is { } weight) x = x * weight;
+        if (b is { } bias) x = x + bias;
+        return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Moves every hook (temporary and permanent) from this layer's hook points to <paramref name="target"/>'s, in order.
+    /// Used when weight processing swaps a norm layer for another: the hook points keep their names and meaning.
+    /// </summary>
+    internal void MoveHooksTo(NormLayer target)
+    {
+        hook_scale.MoveHooksTo(target.hook_scale);
+        hook_normalized.MoveHooksTo(target.hook_normalized);
     }
 }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace SafetyNotebooks.Models.Components;
 
-/// <summary>RMSNorm: x / sqrt(mean(x²) + eps) * w, with no centering and no bias.</summary>
+/// <summary>RMSNorm: x / sqrt(mean(x²) + eps) * w, with no centering and no bias. <c>hook_normalized</c> fires before <c>* w</c> (as in TransformerLens).</summary>
 public sealed class RMSNorm : NormLayer
 {
     readonly Parameter _w;
