@@ -62,6 +62,7 @@ public sealed partial class HookedTransformer
                 throw new ArgumentException($"FromPretrained nCtx cannot change the context of a {converter.Family} model: its learned positional embedding fixes it at {cfg.NCtx}. Leave nCtx null.", nameof(nCtx));
             cfg = cfg with { NCtx = n };
         }
+        if (dtype != ScalarType.Float32) cfg = cfg with { DType = dtype };
         var weightsPath = System.IO.Path.Combine(directory, "model.safetensors");
         if (!File.Exists(weightsPath))
             throw new FileNotFoundException(
@@ -86,7 +87,6 @@ public sealed partial class HookedTransformer
                     return file.Read(name).to_type(ScalarType.Float32).view(shape);
                 });
             }
-            if (dtype != ScalarType.Float32) model.to(dtype);
         }
         catch { model.Dispose(); throw; }
         var unexpected = file.Names.Where(n => !used.Contains(n) && !converter.IsIgnored(n)).ToList();

@@ -92,6 +92,11 @@ public sealed record HookedTransformerConfig
     /// <c>resid_post = resid_pre + attn(ln1(resid_pre)) + mlp(ln2(resid_pre))</c>, and blocks have no <c>hook_resid_mid</c>.
     /// </summary>
     public bool ParallelAttnMlp { get; init; }
+    /// <summary>
+    /// dtype of the parameters (TransformerLens' <c>cfg.dtype</c>): float32 (default), bfloat16, float16 or float64. Activations
+    /// follow the parameters; rotary angles are always computed in float32.
+    /// </summary>
+    public TorchSharp.torch.ScalarType DType { get; init; } = TorchSharp.torch.ScalarType.Float32;
 
     /// <summary>The initialisation standard deviation actually used.</summary>
     public double EffectiveInitRange => InitRange ?? 0.8 / Math.Sqrt(DModel);
@@ -127,6 +132,8 @@ public sealed record HookedTransformerConfig
             throw new ArgumentException($"HookedTransformerConfig.LayerNormEps is {LayerNormEps} but must be > 0 (1e-5 is usual).");
         if (InitRange is { } r && !(r > 0))
             throw new ArgumentException($"HookedTransformerConfig.InitRange is {r} but must be > 0, or null for 0.8/sqrt(DModel).");
+        if (DType is not (TorchSharp.torch.ScalarType.Float32 or TorchSharp.torch.ScalarType.BFloat16 or TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.Float64))
+            throw new ArgumentException($"HookedTransformerConfig.DType is {DType} but must be a floating-point type: Float32 (default), BFloat16, Float16 or Float64.");
         if (NKeyValueHeads is { } kv && (kv <= 0 || NHeads % kv != 0))
             throw new ArgumentException($"HookedTransformerConfig.NKeyValueHeads is {kv} but must be a positive divisor of NHeads ({NHeads}), " +
                 "or null for ordinary multi-head attention.");

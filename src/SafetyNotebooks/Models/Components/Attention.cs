@@ -59,24 +59,24 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         _nHeads = cfg.NHeads; _nKvHeads = cfg.EffectiveNKeyValueHeads; _dHead = cfg.DHead; _dModel = cfg.DModel;
         if (_nKvHeads == _nHeads)
         {
-            _W_QKV = new Parameter(zeros(cfg.DModel, 3, cfg.NHeads, cfg.DHead));
-            _b_QKV = new Parameter(zeros(3, cfg.NHeads, cfg.DHead));
+            _W_QKV = new Parameter(zeros(cfg.DModel, 3, cfg.NHeads, cfg.DHead, dtype: cfg.DType));
+            _b_QKV = new Parameter(zeros(3, cfg.NHeads, cfg.DHead, dtype: cfg.DType));
             register_parameter("W_QKV", _W_QKV);
             register_parameter("b_QKV", _b_QKV);
         }
         else
         {
-            _W_Q = new Parameter(zeros(cfg.NHeads, cfg.DModel, cfg.DHead));
-            _W_K = new Parameter(zeros(_nKvHeads, cfg.DModel, cfg.DHead));
-            _W_V = new Parameter(zeros(_nKvHeads, cfg.DModel, cfg.DHead));
-            _b_Q = new Parameter(zeros(cfg.NHeads, cfg.DHead));
-            _b_K = new Parameter(zeros(_nKvHeads, cfg.DHead));
-            _b_V = new Parameter(zeros(_nKvHeads, cfg.DHead));
+            _W_Q = new Parameter(zeros(cfg.NHeads, cfg.DModel, cfg.DHead, dtype: cfg.DType));
+            _W_K = new Parameter(zeros(_nKvHeads, cfg.DModel, cfg.DHead, dtype: cfg.DType));
+            _W_V = new Parameter(zeros(_nKvHeads, cfg.DModel, cfg.DHead, dtype: cfg.DType));
+            _b_Q = new Parameter(zeros(cfg.NHeads, cfg.DHead, dtype: cfg.DType));
+            _b_K = new Parameter(zeros(_nKvHeads, cfg.DHead, dtype: cfg.DType));
+            _b_V = new Parameter(zeros(_nKvHeads, cfg.DHead, dtype: cfg.DType));
             register_parameter("W_Q", _W_Q); register_parameter("W_K", _W_K); register_parameter("W_V", _W_V);
             register_parameter("b_Q", _b_Q); register_parameter("b_K", _b_K); register_parameter("b_V", _b_V);
         }
-        _W_O = new Parameter(zeros(cfg.NHeads, cfg.DHead, cfg.DModel));
-        _b_O = new Parameter(zeros(cfg.DModel));
+        _W_O = new Parameter(zeros(cfg.NHeads, cfg.DHead, cfg.DModel, dtype: cfg.DType));
+        _b_O = new Parameter(zeros(cfg.DModel, dtype: cfg.DType));
         _mask = causalMask;
         register_parameter("W_O", _W_O);
         register_parameter("b_O", _b_O);

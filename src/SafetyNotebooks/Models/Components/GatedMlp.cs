@@ -27,7 +27,7 @@ public sealed class GatedMlp : Mlp
     /// <summary>Registers <c>W_gate</c> and <c>hook_pre_linear</c> between <c>hook_pre</c> and <c>hook_post</c> (their forward order).</summary>
     protected override void RegisterBetweenHooks(HookedTransformerConfig cfg)
     {
-        _W_gate = new Parameter(zeros(cfg.DModel, cfg.DMlp));
+        _W_gate = new Parameter(zeros(cfg.DModel, cfg.DMlp, dtype: cfg.DType));
         register_parameter("W_gate", _W_gate);
         register_module("hook_pre_linear", hook_pre_linear);
     }

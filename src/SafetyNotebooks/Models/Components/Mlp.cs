@@ -25,10 +25,10 @@ public class Mlp : nn.Module<Tensor, Tensor>
     public Mlp(HookedTransformerConfig cfg) : base("mlp")
     {
         _actFn = cfg.ActFn;
-        _W_in = new Parameter(zeros(cfg.DModel, cfg.DMlp));
-        _b_in = new Parameter(zeros(cfg.DMlp));
-        _W_out = new Parameter(zeros(cfg.DMlp, cfg.DModel));
-        _b_out = new Parameter(zeros(cfg.DModel));
+        _W_in = new Parameter(zeros(cfg.DModel, cfg.DMlp, dtype: cfg.DType));
+        _b_in = new Parameter(zeros(cfg.DMlp, dtype: cfg.DType));
+        _W_out = new Parameter(zeros(cfg.DMlp, cfg.DModel, dtype: cfg.DType));
+        _b_out = new Parameter(zeros(cfg.DModel, dtype: cfg.DType));
         register_parameter("W_in", _W_in);
         register_parameter("b_in", _b_in);
         register_parameter("W_out", _W_out);
