@@ -216,4 +216,28 @@ public class ModelFamilyTests
         var e = Assert.Throws<ArgumentException>(() => HookedTransformer.FromPretrained(TestPaths.Fixture("hf-gpt2-tiny"), out _, nCtx: 16));
         Assert.Contains("nCtx", e.Message);
     }
+
+    [Fact]
+    public void A_Llama_checkpoint_without_lm_head_is_tied_to_its_embedding_and_extra_buffers_are_skipped()
+    {
+        // SmolLM and small Qwen2 checkpoints tie the head to embed_tokens and write no lm_head.weight; old Llama checkpoints
+        // carry rotary_emb.inv_freq buffers.
+        var src = TestPaths.Fixture("hf-llama-tiny");
+        var dir = Directory.CreateTempSubdirectory("llama-tied").FullName;
+        try
+        {
+            var path = Path.Combine(dir, "config.json");
+            File.WriteAllText(path, File.ReadAllText(Path.Combine(src, "config.json")).Replace("\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true"));
+            var weights = Safetensors.Load(Path.Combine(src, "model.safetensors"));
+            weights.Remove("lm_head.weight");
+            weights["model.layers.0.self_attn.rotary_emb.inv_freq"] = tensor(new float[] { 1f, 0.1f, 0.01f, 0.001f });
+            Safetensors.Save(Path.Combine(dir, "model.safetensors"), weights);
+            var warnings = new StringWriter();
+            using var model = HookedTransformer.FromPretrained(dir, out var report, warnings);
+            Assert.Empty(report.Unexpected);
+            Assert.Equal("", warnings.ToString());
+            Assert.Equal(0f, (model.W_U - weights["model.embed_tokens.weight"].t()).abs().max().item<float>());
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
 }
