@@ -240,4 +240,18 @@ public class ModelFamilyTests
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
+
+    [Fact]
+    public void Hook_names_follow_forward_order_for_gated_MLPs_and_parallel_blocks()
+    {
+        using var llama = HookedTransformer.FromPretrained(TestPaths.Fixture("hf-llama-tiny"));
+        var names = llama.HookNames.ToList();
+        int pre = names.IndexOf("blocks.0.mlp.hook_pre"), lin = names.IndexOf("blocks.0.mlp.hook_pre_linear"), post = names.IndexOf("blocks.0.mlp.hook_post");
+        Assert.True(pre >= 0 && pre < lin && lin < post, string.Join(", ", names));
+        Assert.True(names.IndexOf("blocks.0.attn.hook_k") < names.IndexOf("blocks.0.attn.hook_rot_q"));
+        Assert.Contains("blocks.0.hook_resid_mid", names);
+        using var neox = HookedTransformer.FromPretrained(TestPaths.Fixture("hf-gptneox-tiny"));
+        Assert.DoesNotContain(neox.HookNames, n => n.EndsWith("hook_resid_mid"));   // parallel blocks have none, as in TransformerLens
+        Assert.DoesNotContain(neox.HookNames, n => n.Contains("pos_embed"));
+    }
 }
