@@ -213,17 +213,17 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
     public Tensor b_U => _unembed.b_U;
     /// <summary>Stacked query weights, [n_layers, n_heads, d_model, d_head] (a copy).</summary>
     public Tensor W_Q => Stack(b => b.attn.W_Q);
-    /// <summary>Stacked key weights, [n_layers, n_heads, d_model, d_head] (a copy).</summary>
+    /// <summary>Stacked key weights, [n_layers, n_heads, d_model, d_head] (a copy); n_key_value_heads instead of n_heads with grouped-query attention.</summary>
     public Tensor W_K => Stack(b => b.attn.W_K);
-    /// <summary>Stacked value weights, [n_layers, n_heads, d_model, d_head] (a copy).</summary>
+    /// <summary>Stacked value weights, [n_layers, n_heads, d_model, d_head] (a copy); n_key_value_heads instead of n_heads with grouped-query attention.</summary>
     public Tensor W_V => Stack(b => b.attn.W_V);
     /// <summary>Stacked output weights, [n_layers, n_heads, d_head, d_model] (a copy).</summary>
     public Tensor W_O => Stack(b => b.attn.W_O);
     /// <summary>[n_layers, n_heads, d_head] (a copy)</summary>
     public Tensor b_Q => Stack(b => b.attn.b_Q);
-    /// <summary>[n_layers, n_heads, d_head] (a copy)</summary>
+    /// <summary>[n_layers, n_heads, d_head] (a copy; n_key_value_heads with grouped-query attention)</summary>
     public Tensor b_K => Stack(b => b.attn.b_K);
-    /// <summary>[n_layers, n_heads, d_head] (a copy)</summary>
+    /// <summary>[n_layers, n_heads, d_head] (a copy; n_key_value_heads with grouped-query attention)</summary>
     public Tensor b_V => Stack(b => b.attn.b_V);
     /// <summary>[n_layers, d_model] (a copy)</summary>
     public Tensor b_O => Stack(b => b.attn.b_O);

@@ -20,6 +20,12 @@ public enum PositionalEmbeddingType
     Standard,
     /// <summary>No positional information at all (the model sees a bag of tokens plus the causal mask).</summary>
     None,
+    /// <summary>
+    /// Rotary embeddings (RoPE, Llama and GPT-NeoX): queries and keys are rotated by position-dependent angles inside every
+    /// attention layer (<c>hook_rot_q</c>, <c>hook_rot_k</c>); nothing is added to the residual stream. See
+    /// <see cref="HookedTransformerConfig.RotaryDim"/> and <see cref="HookedTransformerConfig.RotaryBase"/>.
+    /// </summary>
+    Rotary,
 }
 
 /// <summary>
@@ -43,7 +49,7 @@ public sealed record HookedTransformerConfig
     public int NCtx { get; init; }
     /// <summary>Vocabulary size.</summary>
     public int DVocab { get; init; }
-    /// <summary>MLP activation: "gelu_new" (tanh approximation, GPT-2), "gelu" (exact), "relu", "solu" (x·softmax(x)).</summary>
+    /// <summary>MLP activation: "gelu_new" (tanh approximation, GPT-2), "gelu" (exact), "relu", "solu" (x·softmax(x)), "silu" (x·sigmoid(x), Llama).</summary>
     public string ActFn { get; init; } = "gelu_new";
     /// <summary>Normalization type.</summary>
     public NormalizationType Normalization { get; init; } = NormalizationType.LN;
@@ -62,12 +68,47 @@ public sealed record HookedTransformerConfig
     public double? InitRange { get; init; }
     /// <summary>Seed for weight initialisation; null leaves the global torch generator as it is.</summary>
     public int? Seed { get; init; }
+    /// <summary>
+    /// Number of key/value heads (TransformerLens' <c>n_key_value_heads</c>); null means <see cref="NHeads"/> (ordinary
+    /// multi-head attention). Fewer is grouped-query attention: query heads <c>h·g … h·g+g-1</c> (g = NHeads / NKeyValueHeads)
+    /// share key/value head h, as Hugging Face's <c>repeat_kv</c>. Must divide <see cref="NHeads"/>.
+    /// </summary>
+    public int? NKeyValueHeads { get; init; }
+    /// <summary>
+    /// How many leading dimensions of each head's query and key are rotated when <see cref="PositionalEmbedding"/> is
+    /// <see cref="PositionalEmbeddingType.Rotary"/> (TransformerLens' <c>rotary_dim</c>; GPT-NeoX's <c>rotary_pct · d_head</c>);
+    /// null means all of <see cref="DHead"/>. Must be even and at most <see cref="DHead"/>.
+    /// </summary>
+    public int? RotaryDim { get; init; }
+    /// <summary>Base of the rotary frequencies, θ_i = base^(-2i / rotary_dim) (Hugging Face's <c>rope_theta</c> / <c>rotary_emb_base</c>).</summary>
+    public double RotaryBase { get; init; } = 10000.0;
+    /// <summary>
+    /// If true, the MLP is gated (Llama's SwiGLU): <c>post = act(x @ W_gate) * (x @ W_in + b_in)</c>, with an extra
+    /// <c>hook_pre_linear</c>; see <see cref="Components.GatedMlp"/>.
+    /// </summary>
+    public bool GatedMlp { get; init; }
+    /// <summary>
+    /// If true, attention and MLP read the same block input (GPT-NeoX / Pythia's parallel residual):
+    /// <c>resid_post = resid_pre + attn(ln1(resid_pre)) + mlp(ln2(resid_pre))</c>, and blocks have no <c>hook_resid_mid</c>.
+    /// </summary>
+    public bool ParallelAttnMlp { get; init; }
+    /// <summary>
+    /// dtype of the parameters (TransformerLens' <c>cfg.dtype</c>): float32 (default), bfloat16, float16 or float64. Activations
+    /// follow the parameters; rotary angles are always computed in float32.
+    /// </summary>
+    public TorchSharp.torch.ScalarType DType { get; init; } = TorchSharp.torch.ScalarType.Float32;
 
     /// <summary>The initialisation standard deviation actually used.</summary>
     public double EffectiveInitRange => InitRange ?? 0.8 / Math.Sqrt(DModel);
+    /// <summary>The number of key/value heads actually used (<see cref="NKeyValueHeads"/> or <see cref="NHeads"/>).</summary>
+    public int EffectiveNKeyValueHeads => NKeyValueHeads ?? NHeads;
+    /// <summary>The number of rotated dimensions per head actually used (<see cref="RotaryDim"/> or <see cref="DHead"/>).</summary>
+    public int EffectiveRotaryDim => RotaryDim ?? DHead;
+    /// <summary>True when there are fewer key/value heads than query heads (grouped-query attention).</summary>
+    public bool IsGroupedQuery => EffectiveNKeyValueHeads != NHeads;
 
     /// <summary>Valid values of <see cref="ActFn"/>.</summary>
-    public static readonly string[] ActFns = { "gelu_new", "gelu", "relu", "solu" };
+    public static readonly string[] ActFns = { "gelu_new", "gelu", "relu", "solu", "silu" };
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the offending field and the fix.</summary>
     public HookedTransformerConfig Validate()
@@ -91,6 +132,20 @@ public sealed record HookedTransformerConfig
             throw new ArgumentException($"HookedTransformerConfig.LayerNormEps is {LayerNormEps} but must be > 0 (1e-5 is usual).");
         if (InitRange is { } r && !(r > 0))
             throw new ArgumentException($"HookedTransformerConfig.InitRange is {r} but must be > 0, or null for 0.8/sqrt(DModel).");
+        if (DType is not (TorchSharp.torch.ScalarType.Float32 or TorchSharp.torch.ScalarType.BFloat16 or TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.Float64))
+            throw new ArgumentException($"HookedTransformerConfig.DType is {DType} but must be a floating-point type: Float32 (default), BFloat16, Float16 or Float64.");
+        if (NKeyValueHeads is { } kv && (kv <= 0 || NHeads % kv != 0))
+            throw new ArgumentException($"HookedTransformerConfig.NKeyValueHeads is {kv} but must be a positive divisor of NHeads ({NHeads}), " +
+                "or null for ordinary multi-head attention.");
+        if (PositionalEmbedding == PositionalEmbeddingType.Rotary)
+        {
+            int rd = EffectiveRotaryDim;
+            if (rd <= 0 || rd > DHead || rd % 2 != 0)
+                throw new ArgumentException($"HookedTransformerConfig.RotaryDim is {rd} but must be even and in [2, DHead = {DHead}] " +
+                    "(null rotates the whole head).");
+            if (!(RotaryBase > 0) || !double.IsFinite(RotaryBase))
+                throw new ArgumentException($"HookedTransformerConfig.RotaryBase is {RotaryBase} but must be a positive number (10000 is usual).");
+        }
         return this;
     }
 

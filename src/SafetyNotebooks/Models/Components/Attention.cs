@@ -12,13 +12,23 @@ namespace SafetyNotebooks.Models.Components;
 /// (the same layout as GPT-2's <c>c_attn</c>), so all of q, k and v come out of a single matmul.
 /// <see cref="W_Q"/>, <see cref="W_K"/>, <see cref="W_V"/> are views of it in TransformerLens' shape
 /// [n_heads, d_model, d_head]: writing into them (under <c>no_grad</c>) writes the fused parameter.
+/// <para>Grouped-query attention (<see cref="HookedTransformerConfig.NKeyValueHeads"/> &lt; n_heads) cannot use the fused
+/// layout: then <c>W_Q</c> [n_heads, d_model, d_head], <c>W_K</c> and <c>W_V</c> [n_key_value_heads, d_model, d_head] (what
+/// TransformerLens calls <c>_W_K</c>/<c>_W_V</c>; not repeated) and their biases are separate parameters, <see cref="W_QKV"/>
+/// throws, and <c>hook_k</c>, <c>hook_v</c>, <c>hook_rot_k</c> have n_key_value_heads heads (as in TransformerLens). Keys and
+/// values are repeated to the query heads after those hooks: query head h reads key/value head h / (n_heads / n_key_value_heads).</para>
+/// <para>With rotary positional embeddings, queries and keys are rotated after <c>hook_q</c>/<c>hook_k</c>
+/// (<see cref="RotaryEmbedding.Apply"/>) and the results hooked as <c>hook_rot_q</c>/<c>hook_rot_k</c>.</para>
 /// When nothing hooks <c>hook_attn_scores</c> or <c>hook_pattern</c>, the fused scaled-dot-product kernel is used;
 /// <c>hook_result</c> (per-head outputs, [batch, pos, head, d_model], memory-heavy) is only computed when hooked.
 /// </remarks>
 public sealed class Attention : nn.Module<Tensor, Tensor>
 {
-    readonly int _nHeads, _dHead, _dModel;
-    readonly Parameter _W_QKV, _b_QKV, _W_O, _b_O;
+    readonly int _nHeads, _nKvHeads, _dHead, _dModel, _rotaryDim;
+    readonly double _rotaryBase;
+    readonly Parameter? _W_QKV, _b_QKV;                    // fused layout (n_key_value_heads == n_heads)
+    readonly Parameter? _W_Q, _W_K, _W_V, _b_Q, _b_K, _b_V; // grouped-query layout
+    readonly Parameter _W_O, _b_O;
     readonly Tensor _mask;
 
     /// <summary>Queries, [batch, pos, head, d_head].</summary>
@@ -27,6 +37,10 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     public readonly HookPoint hook_k = new("hook_k");
     /// <summary>Values, [batch, pos, head, d_head].</summary>
     public readonly HookPoint hook_v = new("hook_v");
+    /// <summary>Queries after the rotary embedding, [batch, pos, head, d_head] (only in models with rotary positional embeddings).</summary>
+    public readonly HookPoint? hook_rot_q;
+    /// <summary>Keys after the rotary embedding, [batch, pos, kv_head, d_head] (only in models with rotary positional embeddings).</summary>
+    public readonly HookPoint? hook_rot_k;
     /// <summary>Scaled, causally masked (-inf) attention scores, [batch, head, query_pos, key_pos].</summary>
     public readonly HookPoint hook_attn_scores = new("hook_attn_scores");
     /// <summary>Attention probabilities, [batch, head, query_pos, key_pos].</summary>
@@ -42,37 +56,67 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// <summary>Creates the layer with zero weights (the model initialises them). <paramref name="causalMask"/> is a shared [n_ctx, n_ctx] bool buffer, true above the diagonal.</summary>
     public Attention(HookedTransformerConfig cfg, Tensor causalMask) : base("attn")
     {
-        _nHeads = cfg.NHeads; _dHead = cfg.DHead; _dModel = cfg.DModel;
-        _W_QKV = new Parameter(zeros(cfg.DModel, 3, cfg.NHeads, cfg.DHead));
-        _b_QKV = new Parameter(zeros(3, cfg.NHeads, cfg.DHead));
-        _W_O = new Parameter(zeros(cfg.NHeads, cfg.DHead, cfg.DModel));
-        _b_O = new Parameter(zeros(cfg.DModel));
+        _nHeads = cfg.NHeads; _nKvHeads = cfg.EffectiveNKeyValueHeads; _dHead = cfg.DHead; _dModel = cfg.DModel;
+        if (_nKvHeads == _nHeads)
+        {
+            _W_QKV = new Parameter(zeros(cfg.DModel, 3, cfg.NHeads, cfg.DHead, dtype: cfg.DType));
+            _b_QKV = new Parameter(zeros(3, cfg.NHeads, cfg.DHead, dtype: cfg.DType));
+            register_parameter("W_QKV", _W_QKV);
+            register_parameter("b_QKV", _b_QKV);
+        }
+        else
+        {
+            _W_Q = new Parameter(zeros(cfg.NHeads, cfg.DModel, cfg.DHead, dtype: cfg.DType));
+            _W_K = new Parameter(zeros(_nKvHeads, cfg.DModel, cfg.DHead, dtype: cfg.DType));
+            _W_V = new Parameter(zeros(_nKvHeads, cfg.DModel, cfg.DHead, dtype: cfg.DType));
+            _b_Q = new Parameter(zeros(cfg.NHeads, cfg.DHead, dtype: cfg.DType));
+            _b_K = new Parameter(zeros(_nKvHeads, cfg.DHead, dtype: cfg.DType));
+            _b_V = new Parameter(zeros(_nKvHeads, cfg.DHead, dtype: cfg.DType));
+            register_parameter("W_Q", _W_Q); register_parameter("W_K", _W_K); register_parameter("W_V", _W_V);
+            register_parameter("b_Q", _b_Q); register_parameter("b_K", _b_K); register_parameter("b_V", _b_V);
+        }
+        _W_O = new Parameter(zeros(cfg.NHeads, cfg.DHead, cfg.DModel, dtype: cfg.DType));
+        _b_O = new Parameter(zeros(cfg.DModel, dtype: cfg.DType));
         _mask = causalMask;
-        register_parameter("W_QKV", _W_QKV);
-        register_parameter("b_QKV", _b_QKV);
         register_parameter("W_O", _W_O);
         register_parameter("b_O", _b_O);
         register_buffer("mask", _mask, persistent: false);
-        foreach (var h in new[] { hook_q, hook_k, hook_v, hook_attn_scores, hook_pattern, hook_z, hook_result })
-            register_module(h.Name, h);
+        if (cfg.PositionalEmbedding == PositionalEmbeddingType.Rotary)
+        {
+            _rotaryDim = cfg.EffectiveRotaryDim;
+            _rotaryBase = cfg.RotaryBase;
+            hook_rot_q = new HookPoint("hook_rot_q");
+            hook_rot_k = new HookPoint("hook_rot_k");
+        }
+        foreach (var h in new[] { hook_q, hook_k, hook_v, hook_rot_q, hook_rot_k, hook_attn_scores, hook_pattern, hook_z, hook_result })
+            if (h is not null) register_module(h.Name, h);
     }
 
-    /// <summary>Fused q/k/v weights, [d_model, 3, n_heads, d_head].</summary>
-    public Parameter W_QKV => _W_QKV;
-    /// <summary>Fused q/k/v biases, [3, n_heads, d_head].</summary>
-    public Parameter b_QKV => _b_QKV;
-    /// <summary>Query weights, [n_heads, d_model, d_head] (a view of <see cref="W_QKV"/>).</summary>
-    public Tensor W_Q => _W_QKV.select(1, 0).permute(1, 0, 2);
-    /// <summary>Key weights, [n_heads, d_model, d_head] (a view of <see cref="W_QKV"/>).</summary>
-    public Tensor W_K => _W_QKV.select(1, 1).permute(1, 0, 2);
-    /// <summary>Value weights, [n_heads, d_model, d_head] (a view of <see cref="W_QKV"/>).</summary>
-    public Tensor W_V => _W_QKV.select(1, 2).permute(1, 0, 2);
-    /// <summary>Query biases, [n_heads, d_head] (a view of <see cref="b_QKV"/>).</summary>
-    public Tensor b_Q => _b_QKV.select(0, 0);
-    /// <summary>Key biases, [n_heads, d_head] (a view of <see cref="b_QKV"/>).</summary>
-    public Tensor b_K => _b_QKV.select(0, 1);
-    /// <summary>Value biases, [n_heads, d_head] (a view of <see cref="b_QKV"/>).</summary>
-    public Tensor b_V => _b_QKV.select(0, 2);
+    /// <summary>Number of key/value heads (equal to the number of query heads unless attention is grouped-query).</summary>
+    public int NKeyValueHeads => _nKvHeads;
+    /// <summary>True when keys and values have fewer heads than queries (then <see cref="W_QKV"/> does not exist).</summary>
+    public bool IsGroupedQuery => _W_QKV is null;
+
+    /// <summary>Fused q/k/v weights, [d_model, 3, n_heads, d_head]; throws for grouped-query attention (use W_Q, W_K, W_V).</summary>
+    public Parameter W_QKV => _W_QKV ?? throw GroupedQueryHasNoFusedWeights("W_QKV");
+    /// <summary>Fused q/k/v biases, [3, n_heads, d_head]; throws for grouped-query attention (use b_Q, b_K, b_V).</summary>
+    public Parameter b_QKV => _b_QKV ?? throw GroupedQueryHasNoFusedWeights("b_QKV");
+    /// <summary>Query weights, [n_heads, d_model, d_head] (a view of <see cref="W_QKV"/>, or its own parameter when grouped).</summary>
+    public Tensor W_Q => _W_Q ?? _W_QKV!.select(1, 0).permute(1, 0, 2);
+    /// <summary>Key weights, [n_heads, d_model, d_head] (a view of <see cref="W_QKV"/>); [n_key_value_heads, d_model, d_head] when grouped.</summary>
+    public Tensor W_K => _W_K ?? _W_QKV!.select(1, 1).permute(1, 0, 2);
+    /// <summary>Value weights, [n_heads, d_model, d_head] (a view of <see cref="W_QKV"/>); [n_key_value_heads, d_model, d_head] when grouped.</summary>
+    public Tensor W_V => _W_V ?? _W_QKV!.select(1, 2).permute(1, 0, 2);
+    /// <summary>Query biases, [n_heads, d_head] (a view of <see cref="b_QKV"/>, or its own parameter when grouped).</summary>
+    public Tensor b_Q => _b_Q ?? _b_QKV!.select(0, 0);
+    /// <summary>Key biases, [n_heads, d_head] (a view of <see cref="b_QKV"/>); [n_key_value_heads, d_head] when grouped.</summary>
+    public Tensor b_K => _b_K ?? _b_QKV!.select(0, 1);
+    /// <summary>Value biases, [n_heads, d_head] (a view of <see cref="b_QKV"/>); [n_key_value_heads, d_head] when grouped.</summary>
+    public Tensor b_V => _b_V ?? _b_QKV!.select(0, 2);
+
+    InvalidOperationException GroupedQueryHasNoFusedWeights(string name) => new(
+        $"attn.{name} does not exist in a grouped-query model ({_nHeads} query heads, {_nKvHeads} key/value heads): " +
+        "use W_Q [n_heads, d_model, d_head], W_K/W_V [n_key_value_heads, d_model, d_head] and b_Q/b_K/b_V instead.");
     /// <summary>Output weights, [n_heads, d_head, d_model].</summary>
     public Parameter W_O => _W_O;
     /// <summary>Output bias, [d_model].</summary>
@@ -84,12 +128,35 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         long batch = x.shape[0], pos = x.shape[1];
         int H = _nHeads, Dh = _dHead, D = _dModel;
 
-        // One matmul for q, k and v of every head.
-        var qkv = _b_QKV.view(-1).addmm(x.reshape(batch * pos, D), _W_QKV.view(D, 3 * H * Dh))
-            .view(batch, pos, 3, H, Dh);                                   // [batch, pos, 3, head, d_head]
-        var q = hook_q.forward(qkv.select(2, 0));                          // [batch, pos, head, d_head]
-        var k = hook_k.forward(qkv.select(2, 1));                          // [batch, pos, head, d_head]
-        var v = hook_v.forward(qkv.select(2, 2));                          // [batch, pos, head, d_head]
+        Tensor q, k, v;
+        if (_W_QKV is not null)
+        {
+            // One matmul for q, k and v of every head.
+            var qkv = _b_QKV!.view(-1).addmm(x.reshape(batch * pos, D), _W_QKV.view(D, 3 * H * Dh))
+                .view(batch, pos, 3, H, Dh);                               // [batch, pos, 3, head, d_head]
+            q = hook_q.forward(qkv.select(2, 0));                          // [batch, pos, head, d_head]
+            k = hook_k.forward(qkv.select(2, 1));                          // [batch, pos, head, d_head]
+            v = hook_v.forward(qkv.select(2, 2));                          // [batch, pos, head, d_head]
+        }
+        else
+        {
+            q = hook_q.forward(einsum("bpd,hde->bphe", x, _W_Q!) + _b_Q!); // [batch, pos, head, d_head]
+            k = hook_k.forward(einsum("bpd,hde->bphe", x, _W_K!) + _b_K!); // [batch, pos, kv_head, d_head]
+            v = hook_v.forward(einsum("bpd,hde->bphe", x, _W_V!) + _b_V!); // [batch, pos, kv_head, d_head]
+        }
+        if (hook_rot_q is not null)
+        {
+            // POSITIONS: 0..pos-1 for every sequence until the forward pass hands position ids to the attention.
+            var positions = arange(pos, dtype: ScalarType.Int64, device: x.device).unsqueeze(0); // [1, pos]
+            q = hook_rot_q.forward(RotaryEmbedding.Apply(q, positions, _rotaryDim, _rotaryBase));
+            k = hook_rot_k!.forward(RotaryEmbedding.Apply(k, positions, _rotaryDim, _rotaryBase));
+        }
+        if (_nKvHeads != H)
+        {
+            // Grouped-query attention: query heads g·j … g·j+g-1 read key/value head j (Hugging Face's repeat_kv).
+            k = k.repeat_interleave(H / _nKvHeads, 2);                     // [batch, pos, head, d_head]
+            v = v.repeat_interleave(H / _nKvHeads, 2);                     // [batch, pos, head, d_head]
+        }
 
         Tensor z;                                                          // [batch, pos, head, d_head]
         if (!hook_attn_scores.HasHooks && !hook_pattern.HasHooks)

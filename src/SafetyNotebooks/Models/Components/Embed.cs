@@ -15,7 +15,7 @@ public sealed class Embed : nn.Module<Tensor, Tensor>
     /// <summary>Creates the embedding with zero weights (the model initialises them).</summary>
     public Embed(HookedTransformerConfig cfg) : base("embed")
     {
-        _W_E = new Parameter(zeros(cfg.DVocab, cfg.DModel));
+        _W_E = new Parameter(zeros(cfg.DVocab, cfg.DModel, dtype: cfg.DType));
         register_parameter("W_E", _W_E);
     }
 

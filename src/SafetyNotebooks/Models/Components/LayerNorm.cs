@@ -10,11 +10,11 @@ public sealed class LayerNorm : NormLayer
     readonly Parameter _w, _b;
     readonly long[] _shape;
 
-    /// <summary>Creates a LayerNorm with w = 1, b = 0.</summary>
-    public LayerNorm(string name, int dModel, double eps) : base(name, eps)
+    /// <summary>Creates a LayerNorm with w = 1, b = 0 (parameters of <paramref name="dtype"/>, float32 by default).</summary>
+    public LayerNorm(string name, int dModel, double eps, ScalarType dtype = ScalarType.Float32) : base(name, eps)
     {
-        _w = new Parameter(ones(dModel));
-        _b = new Parameter(zeros(dModel));
+        _w = new Parameter(ones(dModel, dtype: dtype));
+        _b = new Parameter(zeros(dModel, dtype: dtype));
         _shape = new long[] { dModel };
         register_parameter("w", _w);
         register_parameter("b", _b);

@@ -8,7 +8,7 @@ namespace SafetyNotebooks.Models.Components;
 /// The MLP: <c>post = act(x @ W_in + b_in)</c>, <c>out = post @ W_out + b_out</c>, with hooks
 /// <c>hook_pre</c> and <c>hook_post</c> ([batch, pos, d_mlp]).
 /// </summary>
-public sealed class Mlp : nn.Module<Tensor, Tensor>
+public class Mlp : nn.Module<Tensor, Tensor>
 {
     readonly Parameter _W_in, _b_in, _W_out, _b_out;
     readonly string _actFn;
@@ -25,17 +25,24 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     public Mlp(HookedTransformerConfig cfg) : base("mlp")
     {
         _actFn = cfg.ActFn;
-        _W_in = new Parameter(zeros(cfg.DModel, cfg.DMlp));
-        _b_in = new Parameter(zeros(cfg.DMlp));
-        _W_out = new Parameter(zeros(cfg.DMlp, cfg.DModel));
-        _b_out = new Parameter(zeros(cfg.DModel));
+        _W_in = new Parameter(zeros(cfg.DModel, cfg.DMlp, dtype: cfg.DType));
+        _b_in = new Parameter(zeros(cfg.DMlp, dtype: cfg.DType));
+        _W_out = new Parameter(zeros(cfg.DMlp, cfg.DModel, dtype: cfg.DType));
+        _b_out = new Parameter(zeros(cfg.DModel, dtype: cfg.DType));
         register_parameter("W_in", _W_in);
         register_parameter("b_in", _b_in);
         register_parameter("W_out", _W_out);
         register_parameter("b_out", _b_out);
         register_module("hook_pre", hook_pre);
+        RegisterBetweenHooks(cfg);
         register_module("hook_post", hook_post);
     }
+
+    /// <summary>
+    /// For subclasses (<see cref="GatedMlp"/>): called by the constructor between registering <c>hook_pre</c> and
+    /// <c>hook_post</c>, so that extra parameters and hooks are registered in the order they fire.
+    /// </summary>
+    protected virtual void RegisterBetweenHooks(HookedTransformerConfig cfg) { }
 
     /// <summary>[d_model, d_mlp]</summary>
     public Parameter W_in => _W_in;
@@ -46,6 +53,9 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     /// <summary>[d_model]</summary>
     public Parameter b_out => _b_out;
 
+    /// <summary>The configured activation function's name.</summary>
+    protected string ActFn => _actFn;
+
     /// <summary>Applies the configured activation function.</summary>
     public static Tensor Activation(Tensor x, string actFn) => actFn switch
     {
@@ -53,6 +63,7 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
         "gelu" => nn.functional.gelu(x),
         "relu" => nn.functional.relu(x),
         "solu" => x * x.softmax(-1),
+        "silu" => nn.functional.silu(x),
         _ => throw new ArgumentException($"Unknown activation '{actFn}'. Use one of: {string.Join(", ", HookedTransformerConfig.ActFns)}."),
     };
 

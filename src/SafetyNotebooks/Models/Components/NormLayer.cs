@@ -43,9 +43,9 @@ public abstract class NormLayer : nn.Module<Tensor, Tensor>
     /// <summary>Creates the normalization layer the config asks for (null for <see cref="NormalizationType.None"/>).</summary>
     public static NormLayer? Create(HookedTransformerConfig cfg, string name) => cfg.Normalization switch
     {
-        NormalizationType.LN => new LayerNorm(name, cfg.DModel, cfg.LayerNormEps),
+        NormalizationType.LN => new LayerNorm(name, cfg.DModel, cfg.LayerNormEps, cfg.DType),
         NormalizationType.LNPre => new LayerNormPre(name, cfg.LayerNormEps),
-        NormalizationType.RMS => new RMSNorm(name, cfg.DModel, cfg.LayerNormEps),
+        NormalizationType.RMS => new RMSNorm(name, cfg.DModel, cfg.LayerNormEps, cfg.DType),
         _ => null,
     };
 

@@ -15,7 +15,7 @@ public sealed class PosEmbed : nn.Module<Tensor, Tensor>
     /// <summary>Creates the embedding with zero weights (the model initialises them).</summary>
     public PosEmbed(HookedTransformerConfig cfg) : base("pos_embed")
     {
-        _W_pos = new Parameter(zeros(cfg.NCtx, cfg.DModel));
+        _W_pos = new Parameter(zeros(cfg.NCtx, cfg.DModel, dtype: cfg.DType));
         register_parameter("W_pos", _W_pos);
     }
 

@@ -9,10 +9,10 @@ public sealed class RMSNorm : NormLayer
 {
     readonly Parameter _w;
 
-    /// <summary>Creates an RMSNorm with w = 1.</summary>
-    public RMSNorm(string name, int dModel, double eps) : base(name, eps)
+    /// <summary>Creates an RMSNorm with w = 1 (a parameter of <paramref name="dtype"/>, float32 by default).</summary>
+    public RMSNorm(string name, int dModel, double eps, ScalarType dtype = ScalarType.Float32) : base(name, eps)
     {
-        _w = new Parameter(ones(dModel));
+        _w = new Parameter(ones(dModel, dtype: dtype));
         register_parameter("w", _w);
     }
 

@@ -7,12 +7,15 @@ namespace SafetyNotebooks.Models.Components;
 /// One pre-norm transformer block:
 /// <c>resid_mid = resid_pre + attn(ln1(resid_pre))</c>, <c>resid_post = resid_mid + mlp(ln2(resid_mid))</c>
 /// (attention-only blocks skip the MLP and have no <c>hook_resid_mid</c>).
+/// With <see cref="HookedTransformerConfig.ParallelAttnMlp"/> (GPT-NeoX / Pythia), attention and MLP both read the block
+/// input: <c>resid_post = resid_pre + attn(ln1(resid_pre)) + mlp(ln2(resid_pre))</c>, and there is no <c>hook_resid_mid</c>.
 /// </summary>
 public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
 {
     NormLayer? _ln1, _ln2;
     readonly Attention _attn;
     readonly Mlp? _mlp;
+    readonly bool _parallel;
 
     /// <summary>Block input, [batch, pos, d_model].</summary>
     public readonly HookPoint hook_resid_pre = new("hook_resid_pre");
@@ -37,9 +40,10 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
         _attn = new Attention(cfg, causalMask);
         if (!cfg.AttnOnly)
         {
+            _parallel = cfg.ParallelAttnMlp;
             _ln2 = NormLayer.Create(cfg, "ln2");
-            _mlp = new Mlp(cfg);
-            hook_resid_mid = new HookPoint("hook_resid_mid");
+            _mlp = cfg.GatedMlp ? new GatedMlp(cfg) : new Mlp(cfg);
+            if (!_parallel) hook_resid_mid = new HookPoint("hook_resid_mid");
             hook_mlp_out = new HookPoint("hook_mlp_out");
         }
         register_module("hook_resid_pre", hook_resid_pre);
@@ -61,7 +65,7 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
     public NormLayer? ln2 => _ln2;
     /// <summary>The attention layer.</summary>
     public Attention attn => _attn;
-    /// <summary>The MLP (null in attention-only models).</summary>
+    /// <summary>The MLP (null in attention-only models); a <see cref="GatedMlp"/> when the config asks for one.</summary>
     public Mlp? mlp => _mlp;
 
     /// <summary>Swaps the normalization layers (used when folding LayerNorm weights turns LN into LNPre).</summary>
@@ -78,6 +82,11 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
         var attnOut = hook_attn_out.forward(_attn.forward(_ln1 is null ? residPre : _ln1.forward(residPre)));
         if (_mlp is null)
             return hook_resid_post.forward(residPre + attnOut);
+        if (_parallel)
+        {
+            var parallelMlpOut = hook_mlp_out!.forward(_mlp.forward(_ln2 is null ? residPre : _ln2.forward(residPre)));
+            return hook_resid_post.forward(residPre + attnOut + parallelMlpOut);
+        }
         var residMid = hook_resid_mid!.forward(residPre + attnOut);
         var mlpOut = hook_mlp_out!.forward(_mlp.forward(_ln2 is null ? residMid : _ln2.forward(residMid)));
         return hook_resid_post.forward(residMid + mlpOut);

@@ -20,10 +20,10 @@ public sealed class Unembed : nn.Module<Tensor, Tensor>
         _tiedTo = tiedTo;
         if (tiedTo is null)
         {
-            _W_U = new Parameter(zeros(cfg.DModel, cfg.DVocab));
+            _W_U = new Parameter(zeros(cfg.DModel, cfg.DVocab, dtype: cfg.DType));
             register_parameter("W_U", _W_U);
         }
-        _b_U = new Parameter(zeros(cfg.DVocab));
+        _b_U = new Parameter(zeros(cfg.DVocab, dtype: cfg.DType));
         register_parameter("b_U", _b_U);
     }
 

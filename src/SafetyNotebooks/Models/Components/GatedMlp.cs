@@ -1,0 +1,48 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace SafetyNotebooks.Models.Components;
+
+/// <summary>
+/// The gated MLP of Llama-style models (SwiGLU with <c>silu</c>), as TransformerLens' <c>GatedMLP</c>:
+/// <c>pre = x @ W_gate</c> (<c>hook_pre</c>), <c>pre_linear = x @ W_in + b_in</c> (<c>hook_pre_linear</c>),
+/// <c>post = act(pre) * pre_linear</c> (<c>hook_post</c>), <c>out = post @ W_out + b_out</c>.
+/// </summary>
+/// <remarks>
+/// Hugging Face's <c>gate_proj</c> is <c>W_gate</c>, <c>up_proj</c> is <c>W_in</c>, <c>down_proj</c> is <c>W_out</c> (transposed
+/// to TransformerLens' [in, out] layout). <c>b_in</c> and <c>b_out</c> exist for uniformity with <see cref="Mlp"/> and are zero
+/// for Llama checkpoints (which have no MLP biases).
+/// </remarks>
+public sealed class GatedMlp : Mlp
+{
+    Parameter? _W_gate;
+
+    /// <summary>The linear (ungated) branch, x @ W_in + b_in, [batch, pos, d_mlp].</summary>
+    public readonly HookPoint hook_pre_linear = new("hook_pre_linear");
+
+    /// <summary>Creates the gated MLP with zero weights (the model initialises them).</summary>
+    public GatedMlp(HookedTransformerConfig cfg) : base(cfg) { }
+
+    /// <summary>Registers <c>W_gate</c> and <c>hook_pre_linear</c> between <c>hook_pre</c> and <c>hook_post</c> (their forward order).</summary>
+    protected override void RegisterBetweenHooks(HookedTransformerConfig cfg)
+    {
+        _W_gate = new Parameter(zeros(cfg.DModel, cfg.DMlp, dtype: cfg.DType));
+        register_parameter("W_gate", _W_gate);
+        register_module("hook_pre_linear", hook_pre_linear);
+    }
+
+    /// <summary>Gate weights, [d_model, d_mlp] (Hugging Face's <c>gate_proj.weight</c> transposed).</summary>
+    public Parameter W_gate => _W_gate!;
+
+    /// <summary>[batch, pos, d_model] → [batch, pos, d_model].</summary>
+    public override Tensor forward(Tensor x)
+    {
+        long batch = x.shape[0], pos = x.shape[1], dModel = x.shape[2];
+        var flat = x.reshape(batch * pos, dModel);
+        var pre = hook_pre.forward(flat.matmul(_W_gate!).view(batch, pos, -1));                // [batch, pos, d_mlp]
+        var preLinear = hook_pre_linear.forward(b_in.addmm(flat, W_in).view(batch, pos, -1));  // [batch, pos, d_mlp]
+        var post = hook_post.forward(Activation(pre, ActFn) * preLinear);                      // [batch, pos, d_mlp]
+        return b_out.addmm(post.reshape(batch * pos, -1), W_out).view(batch, pos, dModel);     // [batch, pos, d_model]
+    }
+}
