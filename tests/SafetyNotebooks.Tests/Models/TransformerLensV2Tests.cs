@@ -445,4 +445,21 @@ public class TransformerLensV2Tests
     [InlineData("{\"scale_attn_weights\": true, \"scale_attn_by_inverse_layer_idx\": false, \"reorder_and_upcast_attn\": true}")]
     public void Gpt2_default_attention_flags_are_accepted(string json) =>
         Gpt2ConfigChecks.RefuseUnsupportedAttention((JsonObject)JsonNode.Parse(json)!, "config.json");
+
+    [Fact]
+    public void FromPretrained_refuses_a_GPT2_config_whose_attention_we_would_compute_wrongly()
+    {
+        var dir = Directory.CreateTempSubdirectory("sn-gpt2-flags-").FullName;
+        try
+        {
+            var src = TestPaths.Fixture("hf-gpt2-tiny");
+            var cfg = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(src, "config.json")))!;
+            cfg["scale_attn_by_inverse_layer_idx"] = true;
+            File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
+            File.Copy(Path.Combine(src, "model.safetensors"), Path.Combine(dir, "model.safetensors"));
+            var e = Assert.Throws<InvalidDataException>(() => HookedTransformer.FromPretrained(dir));
+            Assert.Contains("scale_attn_by_inverse_layer_idx", e.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }

@@ -21,6 +21,7 @@ public sealed class Gpt2Converter : PretrainedConverter
     /// <inheritdoc/>
     public override HookedTransformerConfig ReadConfig(HfConfig c)
     {
+        Gpt2ConfigChecks.RefuseUnsupportedAttention(c.Root, c.Path);   // attention variants we would otherwise compute wrongly
         int nEmbd = c.Int("n_embd", true), nHead = c.Int("n_head", true);
         if (nEmbd % nHead != 0)
             throw new InvalidDataException($"'{c.Path}': n_embd {nEmbd} is not divisible by n_head {nHead}. Fix one of the fields or re-download config.json.");

@@ -14,6 +14,9 @@ public sealed class HfConfig
 
     HfConfig(string path, JsonObject root) { Path = path; _root = root; }
 
+    /// <summary>The parsed JSON object (for family-specific checks such as <see cref="Gpt2ConfigChecks"/>).</summary>
+    public JsonObject Root => _root;
+
     /// <summary>Full path of the <c>config.json</c> file.</summary>
     public string Path { get; }
 
