@@ -202,14 +202,8 @@ public static class Generation
 
         public Tensor Apply(Tensor logits)
         {
-            if (_present is not null)
-            {
-                var p = _o.RepetitionPenalty;
-                var penalized = torch.where(logits.lt(0), logits * p, logits / p);
-                logits = torch.where(_present, penalized, logits);
-            }
-            if (_counts is not null)
-                logits = logits - _counts * _o.FrequencyPenalty - _counts.gt(0).to_type(logits.dtype) * _o.PresencePenalty;
+            if (_present is not null) logits = ApplyRepetitionPenalty(logits, _present, _o.RepetitionPenalty);
+            if (_counts is not null) logits = ApplyFrequencyPresencePenalty(logits, _counts, _o.FrequencyPenalty, _o.PresencePenalty);
             return logits;
         }
 
@@ -415,6 +409,27 @@ public static class Generation
         var row = r.Tokens[0].masked_select(mask[0]).cpu().data<long>().Select(x => (int)x);
         if (tokenizer.BosTokenId is int bos) row = row.Skip(1);
         return tokenizer.Decode(row);
+    }
+
+    /// <summary>
+    /// Hugging Face's repetition penalty: where <paramref name="present"/> (bool, same shape as the logits) is true, a
+    /// positive logit is divided by <paramref name="penalty"/> and a negative one multiplied by it; others are unchanged.
+    /// </summary>
+    public static Tensor ApplyRepetitionPenalty(Tensor logits, Tensor present, double penalty)
+    {
+        using var scope = torch.NewDisposeScope();
+        var penalized = torch.where(logits.lt(0), logits * penalty, logits / penalty);
+        return torch.where(present, penalized, logits).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// OpenAI's frequency and presence penalties: <c>logits − counts × frequency − (counts &gt; 0) × presence</c>, where
+    /// <paramref name="counts"/> (same shape as the logits) says how often each token has been generated so far.
+    /// </summary>
+    public static Tensor ApplyFrequencyPresencePenalty(Tensor logits, Tensor counts, double frequency, double presence)
+    {
+        using var scope = torch.NewDisposeScope();
+        return (logits - counts.to_type(logits.dtype) * frequency - counts.gt(0).to_type(logits.dtype) * presence).MoveToOuterDisposeScope();
     }
 
     /// <summary>Sets every logit below the k-th largest in its row to −∞ (ties with the k-th survive).</summary>
