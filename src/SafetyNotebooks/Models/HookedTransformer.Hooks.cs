@@ -12,8 +12,11 @@ public sealed partial class HookedTransformer
     /// <param name="namesFilter">Which full hook names to cache; null caches everything.</param>
     /// <param name="detach">True (default): cached tensors are detached from autograd. False keeps them in the graph.</param>
     /// <param name="attentionMask">[batch, pos], 1 = real token, 0 = padding (see <see cref="forward(Tensor, Tensor?, HookedTransformerKeyValueCache?)"/>); null: all real.</param>
+    /// <param name="startAtLayer">Run from this block on, with <paramref name="tokens"/> a residual stream (TransformerLens' <c>start_at_layer</c>).</param>
+    /// <param name="stopAtLayer">Stop before this block (TransformerLens' <c>stop_at_layer</c>): "Logits" is then the residual stream [batch, pos, d_model].</param>
     /// <returns>The logits [batch, pos, d_vocab] and the cache (dispose it to free the activations).</returns>
-    public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, Func<string, bool>? namesFilter = null, bool detach = true, Tensor? attentionMask = null)
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, Func<string, bool>? namesFilter = null, bool detach = true, Tensor? attentionMask = null,
+        int? startAtLayer = null, int? stopAtLayer = null)
     {
         var store = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var added = new List<(HookPoint Hp, Func<Tensor, HookPoint, Tensor?> Fn)>();
@@ -32,7 +35,7 @@ public sealed partial class HookedTransformer
                 hp.AddHook(fn);
                 added.Add((hp, fn));
             }
-            var logits = forward(tokens, attentionMask);
+            var logits = forward(tokens, attentionMask, null, startAtLayer, stopAtLayer);
             return (logits, new ActivationCache(store, this));
         }
         catch

@@ -153,16 +153,55 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
     /// for the new tokens only). Padded keys are never attended to, position ids count real tokens only
     /// (<c>cumsum(mask) - 1</c>, as Hugging Face), and logits at padded positions are meaningless. Null: all real.</param>
     /// <param name="pastKvCache">Keys and values of earlier tokens; the new ones are appended (see <see cref="HookedTransformerKeyValueCache"/>).</param>
-    public Tensor forward(Tensor tokens, Tensor? attentionMask = null, HookedTransformerKeyValueCache? pastKvCache = null)
+    /// <param name="startAtLayer">TransformerLens' <c>start_at_layer</c>: <paramref name="tokens"/> is then a residual stream
+    /// float [batch, pos, d_model] (e.g. <c>resid_pre</c> of that layer) and the model runs blocks from this one on
+    /// (negative counts from the end). Positions still come from <paramref name="attentionMask"/>.</param>
+    /// <param name="stopAtLayer">TransformerLens' <c>stop_at_layer</c>: return the residual stream [batch, pos, d_model]
+    /// before block k (its <c>resid_pre</c>; negative counts from the end) instead of the logits.</param>
+    public Tensor forward(Tensor tokens, Tensor? attentionMask = null, HookedTransformerKeyValueCache? pastKvCache = null,
+        int? startAtLayer = null, int? stopAtLayer = null)
     {
         using var scope = NewDisposeScope();
-        var residual = Residual(tokens, attentionMask, pastKvCache);
-        return _unembed.forward(residual).MoveToOuterDisposeScope(); // [batch, pos, d_vocab]
+        int start = LayerIndex(startAtLayer, 0, nameof(startAtLayer), allowEnd: false);
+        int stop = LayerIndex(stopAtLayer, Cfg.NLayers, nameof(stopAtLayer), allowEnd: true);
+        if (stop < start)
+            throw new ArgumentException($"stopAtLayer ({stopAtLayer}) comes before startAtLayer ({startAtLayer}); pass a stop layer ≥ the start layer.", nameof(stopAtLayer));
+        var residual = Residual(tokens, attentionMask, pastKvCache, start, stop, fromResidual: startAtLayer is not null);
+        return (stop < Cfg.NLayers ? residual : _unembed.forward(residual)).MoveToOuterDisposeScope(); // [batch, pos, d_vocab or d_model]
     }
 
-    /// <summary>Runs everything up to and including the final normalization: [batch, pos] → [batch, pos, d_model].</summary>
-    Tensor Residual(Tensor tokens, Tensor? attentionMask = null, HookedTransformerKeyValueCache? cache = null)
+    int LayerIndex(int? layer, int fallback, string name, bool allowEnd)
     {
+        if (layer is not int l) return fallback;
+        int n = Cfg.NLayers, i = l < 0 ? l + n : l;
+        if (i < 0 || i > n || (!allowEnd && i == n))
+            throw new ArgumentOutOfRangeException(name, l, $"{name} = {l} is outside the model's {n} layers; use 0…{(allowEnd ? n : n - 1)} or a negative index from the end (−{n}…−1).");
+        return i;
+    }
+
+    /// <summary>
+    /// Runs blocks <paramref name="start"/>…<paramref name="stop"/> − 1 and, when running to the end, the final normalization:
+    /// [batch, pos] tokens (or, when <paramref name="fromResidual"/>, a residual stream [batch, pos, d_model]) → [batch, pos, d_model].
+    /// </summary>
+    Tensor Residual(Tensor tokens, Tensor? attentionMask = null, HookedTransformerKeyValueCache? cache = null, int start = 0, int stop = -1, bool fromResidual = false)
+    {
+        if (stop < 0) stop = Cfg.NLayers;
+        if (fromResidual)
+        {
+            if (tokens.dim() == 2) tokens = tokens.unsqueeze(0);
+            if (tokens.dim() != 3 || tokens.shape[2] != Cfg.DModel || !tokens.is_floating_point())
+                throw new ArgumentException(
+                    $"With startAtLayer the input is a residual stream float [batch, pos, d_model = {Cfg.DModel}], got {tokens.dtype} [{string.Join(", ", tokens.shape)}]; " +
+                    "pass e.g. cache[\"resid_pre\", layer], or drop startAtLayer to run from tokens.", nameof(tokens));
+            if (tokens.shape[1] > Cfg.NCtx)
+                throw new ArgumentException($"Sequence length {tokens.shape[1]} exceeds the model's context NCtx = {Cfg.NCtx}; truncate to at most {Cfg.NCtx} positions.", nameof(tokens));
+            if (cache is not null)
+                throw new ArgumentException("startAtLayer cannot be combined with a key/value cache (the cache needs every layer); run from tokens to use one.", nameof(cache));
+            var ctx = BuildAttentionContext(tokens, attentionMask, null, out _, out _);
+            var r = tokens;
+            for (int l = start; l < stop; l++) r = _blockArray[l].forward(r, ctx);
+            return stop < Cfg.NLayers || _lnFinal is null ? r : _lnFinal.forward(r);
+        }
         if (tokens.dim() == 1) tokens = tokens.unsqueeze(0);
         if (tokens.dim() != 2)
             throw new ArgumentException($"Tokens must have shape [batch, pos] (or [pos]) but have shape [{string.Join(", ", tokens.shape)}].", nameof(tokens));
@@ -202,11 +241,13 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
                 posEmbed = _posEmbed.W_pos.index_select(0, context.Positions.reshape(-1)).view(tokens.shape[0], tokens.shape[1], Cfg.DModel);
             residual = residual + hook_pos_embed!.forward(posEmbed);
         }
-        foreach (var block in _blockArray)
-            residual = block.forward(residual, context);                           // [batch, pos, d_model]
+        if (cache is not null && stop < Cfg.NLayers)
+            throw new ArgumentException("stopAtLayer cannot be combined with a key/value cache (the later layers would miss the new positions); run the whole model to use one.", nameof(cache));
+        for (int l = 0; l < stop; l++)
+            residual = _blockArray[l].forward(residual, context);                  // [batch, pos, d_model]
         if (cache is not null)
             cache.Commit(fullMask ?? ones(tokens.shape[0], past + tokens.shape[1], dtype: ScalarType.Bool, device: tokens.device), newHasPadding);
-        return _lnFinal is null ? residual : _lnFinal.forward(residual);
+        return stop < Cfg.NLayers || _lnFinal is null ? residual : _lnFinal.forward(residual);
     }
 
     /// <summary>

@@ -199,3 +199,42 @@ public class PaddingAndKvCacheTests
         Assert.Equal(new[] { new long[] { 2, 5, 32 }, new long[] { 2, 1, 32 }, new long[] { 2, 1, 32 }, new long[] { 2, 1, 32 } }, shapes);
     }
 }
+
+/// <summary>TransformerLens' stop_at_layer / start_at_layer.</summary>
+public class PartialForwardTests
+{
+    static PartialForwardTests() => TorchRuntime.EnsureLoaded();
+
+    static double MaxAbs(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
+
+    [Fact]
+    public void StopAtLayer_returns_resid_pre_and_StartAtLayer_resumes_from_it()
+    {
+        using var _ = no_grad();
+        var model = HookedTransformer.FromPretrained(TestPaths.Fixture("hf-gpt2-tiny"));
+        using var tokens = tensor(new long[] { 464, 3290, 318, 257, 1332 }).unsqueeze(0);
+        var (logits, cache) = model.RunWithCache(tokens);
+        using (cache)
+        {
+            var stopped = model.forward(tokens, stopAtLayer: 1);
+            Assert.Equal(new long[] { 1, 5, 32 }, stopped.shape);
+            Assert.True(MaxAbs(stopped, cache["resid_pre", 1]) < 1e-6);
+            Assert.True(MaxAbs(model.forward(tokens, stopAtLayer: -1), cache["resid_pre", 1]) < 1e-6);   // −1 = before the last block
+            Assert.True(MaxAbs(model.forward(tokens, stopAtLayer: 0), cache["hook_embed"] + cache["hook_pos_embed"]) < 1e-6);
+            var resumed = model.forward(cache["resid_pre", 1], startAtLayer: 1);
+            Assert.True(MaxAbs(resumed, logits) < 1e-5);
+            // start 0 takes the embedded stream; start and stop together run a slice of blocks.
+            Assert.True(MaxAbs(model.forward(cache["resid_pre", 0], startAtLayer: 0), logits) < 1e-5);
+            Assert.True(MaxAbs(model.forward(cache["resid_pre", 0], startAtLayer: 0, stopAtLayer: 1), cache["resid_pre", 1]) < 1e-6);
+            var (partial, partialCache) = model.RunWithCache(tokens, stopAtLayer: 1);
+            using (partialCache)
+            {
+                Assert.True(MaxAbs(partial, cache["resid_pre", 1]) < 1e-6);
+                Assert.DoesNotContain("blocks.1.hook_resid_pre", partialCache.Keys);
+            }
+        }
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => model.forward(tokens, stopAtLayer: 3));
+        Assert.Contains("stopAtLayer = 3 is outside the model's 2 layers", e.Message);
+        Assert.Throws<ArgumentException>(() => model.forward(tokens, startAtLayer: 1));   // tokens are not a residual stream
+    }
+}
