@@ -11,7 +11,7 @@ public sealed partial class HookedTransformer
     /// <param name="tokens">int64 [batch, pos].</param>
     /// <param name="namesFilter">Which full hook names to cache; null caches everything.</param>
     /// <param name="detach">True (default): cached tensors are detached from autograd. False keeps them in the graph.</param>
-    /// <param name="attentionMask">[batch, pos], 1 = real token, 0 = padding (see <see cref="forward(Tensor, Tensor?, HookedTransformerKeyValueCache?)"/>); null: all real.</param>
+    /// <param name="attentionMask">[batch, pos], 1 = real token, 0 = padding (see <see cref="forward(Tensor, Tensor?, HookedTransformerKeyValueCache?, int?, int?)"/>); null: all real.</param>
     /// <param name="startAtLayer">Run from this block on, with <paramref name="tokens"/> a residual stream (TransformerLens' <c>start_at_layer</c>).</param>
     /// <param name="stopAtLayer">Stop before this block (TransformerLens' <c>stop_at_layer</c>): "Logits" is then the residual stream [batch, pos, d_model].</param>
     /// <returns>The logits [batch, pos, d_vocab] and the cache (dispose it to free the activations).</returns>
