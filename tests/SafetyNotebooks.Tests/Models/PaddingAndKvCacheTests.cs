@@ -238,3 +238,25 @@ public class PartialForwardTests
         Assert.Throws<ArgumentException>(() => model.forward(tokens, startAtLayer: 1));   // tokens are not a residual stream
     }
 }
+
+/// <summary>The trainer's language-modelling objective on a padded batch.</summary>
+public class PaddedTrainingObjectiveTests
+{
+    static PaddedTrainingObjectiveTests() => TorchRuntime.EnsureLoaded();
+
+    [Fact]
+    public void Objective_with_attention_mask_averages_over_real_predictions_only()
+    {
+        using var _ = no_grad();
+        var model = HookedTransformer.FromPretrained(TestPaths.Fixture("hf-gpt2-tiny"));
+        // Row 0: 2 left pads then 3 real tokens (2 predictions); row 1: 5 real tokens (4 predictions).
+        using var tokens = tensor(new long[] { 0, 0, 464, 3290, 318, 40, 588, 262, 3290, 11 }, new long[] { 2, 5 });
+        using var mask = tensor(new long[] { 0, 0, 1, 1, 1, 1, 1, 1, 1, 1 }, new long[] { 2, 5 });
+        var a = model.Loss(tokens.narrow(0, 0, 1).narrow(1, 2, 3), perToken: true).sum().item<float>();
+        var b = model.Loss(tokens.narrow(0, 1, 1), perToken: true).sum().item<float>();
+        var objective = new SafetyNotebooks.Training.LanguageModelingObjective(model);
+        var output = objective.Compute(new SafetyNotebooks.Training.TrainingBatch(tokens, AttentionMask: mask));
+        Assert.Equal((a + b) / 6, output.Loss.item<float>(), 5);
+        Assert.Equal(6f, output.Weight!.item<float>());
+    }
+}
