@@ -195,6 +195,19 @@ public class GenerationPenaltyAndBeamTests
         Assert.Equal(new long[] { 0, 0, 0, 0, 0 }, plain.Tokens[0].data<long>().ToArray());
     }
 
+    [Fact]
+    public void A_padded_prompt_for_a_model_without_masks_is_refused_with_the_fix()
+    {
+        using var prompt = tensor(new long[] { 0, 1, 2, 3 }, new long[] { 2, 2 });
+        using var mask = tensor(new long[] { 0, 1, 1, 1 }, new long[] { 2, 2 });
+        var e = Assert.Throws<ArgumentException>(() => Generation.Generate(new MarkovLogits(Table), prompt, GenerationOptions.Greedy(2), mask));
+        Assert.Contains("A padded prompt needs a HookedTransformer", e.Message);
+        // An all-ones mask is no padding: fine for any model.
+        using var allReal = ones(2, 2, dtype: ScalarType.Int64);
+        using var r = Generation.Generate(new MarkovLogits(Table), prompt, GenerationOptions.Greedy(1), allReal);
+        Assert.Equal(new long[] { 0, 1, 3, 2, 3, 0 }, r.Tokens.data<long>().ToArray());
+    }
+
     static readonly float[,] BeamTable = LogTable(new[,]
     {
         { 0.1, 0.5, 0.4 },
