@@ -107,6 +107,8 @@ public static class Generation
             using var outer = torch.NewDisposeScope();
             var mask = attentionMask?.ne(0) ?? torch.ones(promptTokens.shape, dtype: ScalarType.Bool, device: promptTokens.device);
             bool padded = attentionMask is not null && !mask.all().item<bool>();
+            if (padded && !mask[.., -1].all().item<bool>())
+                throw new ArgumentException("Generation continues every row from its last column, but some rows end in padding: pad prompts on the left (tokenizer.ToTokens(texts, paddingSide: PaddingSide.Left)).", nameof(attentionMask));
             var ht = model as HookedTransformer;
             if (padded && ht is null)
                 throw new ArgumentException($"A padded prompt needs a HookedTransformer (a {model.GetType().Name} cannot take an attention mask); generate row by row, or pass prompts of equal length without a mask.", nameof(attentionMask));
@@ -147,17 +149,17 @@ public static class Generation
                 Replace(ref _tokens, torch.cat(new[] { _tokens, next.unsqueeze(1) }, 1));
                 Replace(ref _mask, torch.cat(new[] { _mask, torch.ones(_mask.shape[0], 1, dtype: ScalarType.Bool, device: _mask.device) }, 1));
             }
-            Tensor logits;
+            Tensor logits;                                       // [rows, vocab]: a HookedTransformer unembeds the last position only
             if (_cache is not null)
-                logits = _started ? _ht!.forward(next!.unsqueeze(1), null, _cache) : _ht!.forward(_tokens, _padded ? _mask : null, _cache);
+                logits = _started ? _ht!.ForwardLastLogits(next!.unsqueeze(1), null, _cache) : _ht!.ForwardLastLogits(_tokens, _padded ? _mask : null, _cache);
             else
             {
                 var input = _window is int n && _tokens.shape[1] > n ? _tokens[.., ^n..] : _tokens;
                 var m = _window is int w && _mask.shape[1] > w ? _mask[.., ^w..] : _mask;
-                logits = _ht is not null ? _ht.forward(input, _padded ? m : null) : _model.call(input);
+                logits = _ht is not null ? _ht.ForwardLastLogits(input, _padded ? m : null, null) : _model.call(input)[.., -1, ..];
             }
             _started = true;
-            return logits[.., -1, ..].to_type(ScalarType.Float32);
+            return logits.to_type(ScalarType.Float32);
         }
 
         /// <summary>Keeps rows <paramref name="idx"/> in that order (beam search).</summary>

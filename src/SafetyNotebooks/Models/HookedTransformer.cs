@@ -170,6 +170,17 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         return (stop < Cfg.NLayers ? residual : _unembed.forward(residual)).MoveToOuterDisposeScope(); // [batch, pos, d_vocab or d_model]
     }
 
+    /// <summary>
+    /// Logits at the last position only, [batch, d_vocab] (what generation needs): the same pass as
+    /// <see cref="forward(Tensor, Tensor?, HookedTransformerKeyValueCache?, int?, int?)"/>, but the unembedding runs on one position.
+    /// </summary>
+    internal Tensor ForwardLastLogits(Tensor tokens, Tensor? attentionMask, HookedTransformerKeyValueCache? pastKvCache)
+    {
+        using var scope = NewDisposeScope();
+        var residual = Residual(tokens, attentionMask, pastKvCache);
+        return _unembed.forward(residual.narrow(1, residual.shape[1] - 1, 1)).select(1, 0).MoveToOuterDisposeScope();
+    }
+
     int LayerIndex(int? layer, int fallback, string name, bool allowEnd)
     {
         if (layer is not int l) return fallback;

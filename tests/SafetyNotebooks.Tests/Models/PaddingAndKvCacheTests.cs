@@ -187,6 +187,14 @@ public class PaddingAndKvCacheTests
     }
 
     [Fact]
+    public void Generation_refuses_right_padded_prompts_with_the_fix()
+    {
+        var (tokens, mask) = Batch(Rows(8, 3, 5), left: false);
+        var e = Assert.Throws<ArgumentException>(() => Generation.Generate(Model.Value, tokens, GenerationOptions.Greedy(2), mask));
+        Assert.Contains("pad prompts on the left", e.Message);
+    }
+
+    [Fact]
     public void Hooks_fire_on_the_new_position_in_cached_steps()
     {
         var model = Model.Value;
