@@ -3,7 +3,7 @@
 JSON object per line: {"name": ..., "median_s": ..., "runs": ...} (matmul_peak also has "gflops").
 
 A plain GPT-2-style model written for this benchmark (pre-LN, learned positions, gelu_new,
-fused QKV); `cache=True` stores every activation TransformerLens would hook, including per-head
+fused QKV; `generate` keeps its own preallocated key/value cache, as the .NET side does); `cache=True` stores every activation TransformerLens would hook, including per-head
 results, to mirror run_with_cache.
 """
 import json, math, statistics, sys, time
@@ -90,6 +90,74 @@ class GPT(nn.Module):
         return self.unembed(x)
 
 
+def block_step(b, x, k_buf, v_buf, past):
+    """One block on the new positions x [B, T, D], appending keys/values to the preallocated
+    k_buf/v_buf [B, H, capacity, dh] at `past` (same scheme as the .NET KeyValueCacheEntry)."""
+    B, T, D = x.shape
+    h = b.ln1(x)
+    q, k, v = b.qkv(h).view(B, T, 3, b.n_heads, b.d_head).unbind(2)               # each [B, T, H, dh]
+    k_buf[:, :, past:past + T] = k.transpose(1, 2)
+    v_buf[:, :, past:past + T] = v.transpose(1, 2)
+    keys, values = k_buf[:, :, :past + T], v_buf[:, :, :past + T]
+    if past == 0:
+        z = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, is_causal=True) \
+            if hasattr(F, "scaled_dot_product_attention") else None
+        if z is None:                                                              # PyTorch 1.13: no fused kernel
+            scores = q.transpose(1, 2) @ keys.transpose(2, 3) / math.sqrt(b.d_head)
+            scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+            z = scores.softmax(-1) @ values
+    else:                                                                          # new queries see every cached key
+        scores = q.transpose(1, 2) @ keys.transpose(2, 3) / math.sqrt(b.d_head)
+        if T > 1:
+            scores = scores.masked_fill(torch.ones(T, past + T, dtype=torch.bool).triu(past + 1), float("-inf"))
+        z = scores.softmax(-1) @ values
+    x = x + b.out(z.transpose(1, 2).reshape(B, T, D))
+    if b.attn_only:
+        return x
+    return x + b.fc_out(gelu_new(b.fc_in(b.ln2(x))))
+
+
+def generate(model, prompt, new_tokens, use_cache):
+    """Greedy generation; with use_cache each step runs only the new token through the model."""
+    B, T0 = prompt.shape
+    tokens = prompt
+    if not use_cache:
+        for _ in range(new_tokens):
+            nxt = model(tokens)[:, -1].argmax(-1, keepdim=True)
+            tokens = torch.cat([tokens, nxt], 1)
+        return tokens
+    cap = T0 + new_tokens
+    d_head, n_heads = model.blocks[0].d_head, model.blocks[0].n_heads
+    bufs = [(torch.zeros(B, n_heads, cap, d_head), torch.zeros(B, n_heads, cap, d_head)) for _ in model.blocks]
+    past, x_tokens = 0, prompt
+    for _ in range(new_tokens):
+        T = x_tokens.shape[1]
+        x = model.embed(x_tokens) + model.pos(torch.arange(past, past + T))
+        for b, (kb, vb) in zip(model.blocks, bufs):
+            x = block_step(b, x, kb, vb, past)
+        past += T
+        nxt = model.unembed(model.ln_f(x[:, -1:]))[:, -1].argmax(-1, keepdim=True)
+        tokens = torch.cat([tokens, nxt], 1)
+        x_tokens = nxt
+    return tokens
+
+
+def gpt2_small_generate(warmup=1, runs=5, uncached_runs=1):
+    """GPT-2 small shape, random weights: 8 prompts of 32 tokens, 96 new tokens each, greedy."""
+    torch.manual_seed(0)
+    model = GPT(12, 768, 12, 3072, 50257, 1024).eval()
+    prompt = torch.randint(0, 50257, (8, 32))
+    out = {}
+
+    def step(use_cache):
+        with torch.no_grad():
+            out[use_cache] = generate(model, prompt, 96, use_cache)
+    cached = median_seconds(lambda: step(True), warmup, runs)
+    uncached = median_seconds(lambda: step(False), 0, uncached_runs) if uncached_runs > 0 else float("nan")
+    same = bool(torch.equal(out[True], out[False])) if uncached_runs > 0 else None
+    return cached, runs, uncached, same
+
+
 def median_seconds(step, warmup, runs):
     for _ in range(warmup):
         step()
@@ -134,7 +202,7 @@ def matmul_peak(n=2048, warmup=5, runs=15):
 
 
 def main():
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 2
     torch.set_num_threads(threads)
     s, runs, gflops = matmul_peak()
     print(json.dumps({"name": "matmul_peak", "median_s": s, "runs": runs, "gflops": gflops,
@@ -145,6 +213,12 @@ def main():
     print(json.dumps({"name": "gpt2_small_forward", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
     s, runs = gpt2_small(cache=True)
     print(json.dumps({"name": "gpt2_small_run_with_cache", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    quick = "--quick" in sys.argv
+    s, runs, uncached, same = gpt2_small_generate(runs=1 if quick else 5, uncached_runs=0 if quick else 1)
+    line = {"name": "gpt2_small_generate", "median_s": s, "runs": runs, "side": "pytorch"}
+    if not math.isnan(uncached):
+        line.update({"uncached_s": uncached, "cache_speedup": round(uncached / s, 2), "same_tokens": same})
+    print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

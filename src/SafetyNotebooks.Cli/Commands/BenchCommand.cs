@@ -34,7 +34,7 @@ public sealed record BenchOptions
 /// </summary>
 public static class BenchCommand
 {
-    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache" };
+    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name };
 
     /// <summary>Every workload name <c>--only</c> accepts.</summary>
     public static IReadOnlyList<string> Workloads { get; } = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").ToArray();
@@ -73,6 +73,15 @@ public static class BenchCommand
             Emit(Line("gpt2_small_forward", ModelBenchmarks.Gpt2SmallForward(warmup: 2, runs: quick ? 3 : 11), quick ? 3 : 11));
         if (Want("gpt2_small_run_with_cache"))
             Emit(Line("gpt2_small_run_with_cache", ModelBenchmarks.Gpt2SmallRunWithCache(warmup: 2, runs: quick ? 3 : 11), quick ? 3 : 11));
+        if (Want(GenerationBenchmark.Name))
+        {
+            var g = GenerationBenchmark.Run(cachedRuns: quick ? 1 : 5, uncachedRuns: 1);
+            Emit(new JsonObject
+            {
+                ["name"] = GenerationBenchmark.Name, ["median_s"] = g.CachedSeconds, ["runs"] = g.CachedRuns, ["side"] = "dotnet",
+                ["uncached_s"] = g.UncachedSeconds, ["cache_speedup"] = Math.Round(g.SpeedUp, 2), ["same_tokens"] = g.SameTokens,
+            });
+        }
         if (Want("attn_only_memory"))
         {
             var m = ModelBenchmarks.TrainingMemory(quick ? 300 : 2000);
@@ -89,7 +98,7 @@ public static class BenchCommand
 
         Dictionary<string, JsonObject>? torch = null;
         if (options.Baseline)
-            torch = await RunBaseline(options.TorchDir, options.Python, threads, json ? o : null, o);
+            torch = await RunBaseline(options.TorchDir, options.Python, threads, json ? o : null, o, quick);
 
         if (!json) PrintSummary(o, dotnet, torch);
         // The memory check asserts its target: a run that keeps freed memory or leaks tensors fails bench (exit 1).
@@ -109,6 +118,9 @@ public static class BenchCommand
         var ci = CultureInfo.InvariantCulture;
         if (l["gflops"] is { } g) return string.Format(ci, "{0,8:0.0} GFLOP/s", g.GetValue<double>());
         var s = string.Format(ci, "{0,8:0.0000} s/step", l["median_s"]!.GetValue<double>());
+        if (l["uncached_s"] is { } u)
+            s += string.Format(ci, "  (8 × 32 + 96 tokens, greedy, KV cache; without cache {0:0.000} s: {1:0.0}× faster{2})", u.GetValue<double>(),
+                l["cache_speedup"]!.GetValue<double>(), l["same_tokens"] is { } st && !st.GetValue<bool>() ? "; TOKENS DIFFER" : ", same tokens");
         if (l["rss_growth_mb"] is { } r)
             s += string.Format(ci, "  ({0} steps; RSS at 50% {1:0} → end {2:0} MB, second-half growth {3:+0.0;-0.0} MB; live tensors {4} → {5}; RSS by quarter " + string.Join("/", ((JsonArray)l["rss_quarters_mb"]!).Select(v => v!.GetValue<double>().ToString("0", ci))) + " MB)",
                 l["runs"], l["rss_early_mb"]!.GetValue<double>(), l["rss_end_mb"]!.GetValue<double>(), r.GetValue<double>(),
@@ -116,7 +128,7 @@ public static class BenchCommand
         return s;
     }
 
-    static async Task<Dictionary<string, JsonObject>> RunBaseline(string? torchDir, string? python, int threads, TextWriter? jsonOut, TextWriter o)
+    static async Task<Dictionary<string, JsonObject>> RunBaseline(string? torchDir, string? python, int threads, TextWriter? jsonOut, TextWriter o, bool quick = false)
     {
         var root = Doctor.RepoRoot() ?? Directory.GetCurrentDirectory();
         torchDir ??= Path.Combine(root, "artifacts", "pytorch-baseline");
@@ -126,6 +138,7 @@ public static class BenchCommand
         var psi = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(script);
         psi.ArgumentList.Add(threads.ToString(CultureInfo.InvariantCulture));
+        if (quick) psi.ArgumentList.Add("--quick");
         var lib = Path.Combine(torchDir, "usr", "lib", "x86_64-linux-gnu");
         var pkgs = Path.Combine(torchDir, "usr", "lib", "python3", "dist-packages");
         if (Directory.Exists(pkgs))
@@ -187,6 +200,8 @@ public static class BenchCommand
             if (torch != null && torch.ContainsKey("gpt2_small_forward"))
                 o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.00}×", "cache-all / forward (torch)", S(torch, "gpt2_small_run_with_cache") / S(torch, "gpt2_small_forward")));
         }
+        if (dotnet.TryGetValue(GenerationBenchmark.Name, out var gen) && gen["cache_speedup"] is { } su)
+            o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0}×{2,23}  ≥ 5× faster{3}", "generate: cache speed-up", su.GetValue<double>(), "", su.GetValue<double>() >= 5 ? "  met" : "  NOT met"));
         if (dotnet.TryGetValue("matmul_peak", out var mp))
             o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0} GFLOP/s{2}", "matmul_peak 2048² (.NET)", mp["gflops"]!.GetValue<double>(),
                 torch != null && torch.TryGetValue("matmul_peak", out var tp) ? string.Format(ci, "   PyTorch {0:0.0} GFLOP/s", tp["gflops"]!.GetValue<double>()) : ""));

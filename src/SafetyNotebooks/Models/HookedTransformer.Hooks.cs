@@ -11,8 +11,12 @@ public sealed partial class HookedTransformer
     /// <param name="tokens">int64 [batch, pos].</param>
     /// <param name="namesFilter">Which full hook names to cache; null caches everything.</param>
     /// <param name="detach">True (default): cached tensors are detached from autograd. False keeps them in the graph.</param>
+    /// <param name="attentionMask">[batch, pos], 1 = real token, 0 = padding (see <see cref="forward(Tensor, Tensor?, HookedTransformerKeyValueCache?, int?, int?)"/>); null: all real.</param>
+    /// <param name="startAtLayer">Run from this block on, with <paramref name="tokens"/> a residual stream (TransformerLens' <c>start_at_layer</c>).</param>
+    /// <param name="stopAtLayer">Stop before this block (TransformerLens' <c>stop_at_layer</c>): "Logits" is then the residual stream [batch, pos, d_model].</param>
     /// <returns>The logits [batch, pos, d_vocab] and the cache (dispose it to free the activations).</returns>
-    public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, Func<string, bool>? namesFilter = null, bool detach = true)
+    public (Tensor Logits, ActivationCache Cache) RunWithCache(Tensor tokens, Func<string, bool>? namesFilter = null, bool detach = true, Tensor? attentionMask = null,
+        int? startAtLayer = null, int? stopAtLayer = null)
     {
         var store = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var added = new List<(HookPoint Hp, Func<Tensor, HookPoint, Tensor?> Fn)>();
@@ -31,7 +35,7 @@ public sealed partial class HookedTransformer
                 hp.AddHook(fn);
                 added.Add((hp, fn));
             }
-            var logits = forward(tokens);
+            var logits = forward(tokens, attentionMask, null, startAtLayer, stopAtLayer);
             return (logits, new ActivationCache(store, this));
         }
         catch
@@ -50,20 +54,27 @@ public sealed partial class HookedTransformer
     /// replaces the activation. The hooks are removed when the call returns, also when it throws.
     /// </summary>
     /// <returns>Logits [batch, pos, d_vocab].</returns>
-    public Tensor RunWithHooks(Tensor tokens, params (string Name, Func<Tensor, HookPoint, Tensor?> Hook)[] hooks)
+    public Tensor RunWithHooks(Tensor tokens, params (string Name, Func<Tensor, HookPoint, Tensor?> Hook)[] hooks) =>
+        RunWithHooks(tokens, null, hooks);
+
+    /// <summary>
+    /// <see cref="RunWithHooks(Tensor, ValueTuple{string, Func{Tensor, HookPoint, Tensor}}[])"/> on a padded batch:
+    /// <paramref name="attentionMask"/> [batch, pos] is 1 for real tokens and 0 for padding (null: all real).
+    /// </summary>
+    public Tensor RunWithHooks(Tensor tokens, Tensor? attentionMask, params (string Name, Func<Tensor, HookPoint, Tensor?> Hook)[] hooks)
     {
         var resolved = hooks.Select(h => (Hp: GetHookPoint(h.Name), h.Hook)).ToList(); // validate all names first
-        return RunWithResolvedHooks(tokens, resolved);
+        return RunWithResolvedHooks(tokens, attentionMask, resolved);
     }
 
-    /// <summary>Runs the model with a temporary hook on every hook point whose full name passes <paramref name="namePredicate"/>.</summary>
-    public Tensor RunWithHooks(Tensor tokens, Func<string, bool> namePredicate, Func<Tensor, HookPoint, Tensor?> hook)
+    /// <summary>Runs the model with a temporary hook on every hook point whose full name passes <paramref name="namePredicate"/> (optionally on a padded batch, see <paramref name="attentionMask"/>).</summary>
+    public Tensor RunWithHooks(Tensor tokens, Func<string, bool> namePredicate, Func<Tensor, HookPoint, Tensor?> hook, Tensor? attentionMask = null)
     {
         var resolved = _hookPoints.Where(kv => namePredicate(kv.Key)).Select(kv => (Hp: kv.Value, Hook: hook)).ToList();
-        return RunWithResolvedHooks(tokens, resolved);
+        return RunWithResolvedHooks(tokens, attentionMask, resolved);
     }
 
-    Tensor RunWithResolvedHooks(Tensor tokens, List<(HookPoint Hp, Func<Tensor, HookPoint, Tensor?> Hook)> hooks)
+    Tensor RunWithResolvedHooks(Tensor tokens, Tensor? attentionMask, List<(HookPoint Hp, Func<Tensor, HookPoint, Tensor?> Hook)> hooks)
     {
         var added = new List<(HookPoint, Func<Tensor, HookPoint, Tensor?>)>();
         try
@@ -75,7 +86,7 @@ public sealed partial class HookedTransformer
                 hp.AddHook(wrapper);
                 added.Add((hp, wrapper));
             }
-            return forward(tokens);
+            return forward(tokens, attentionMask);
         }
         finally
         {

@@ -142,16 +142,77 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>tokens int64 [batch, pos] (or [pos]) → logits [batch, pos, d_vocab].</summary>
-    public override Tensor forward(Tensor tokens)
+    public override Tensor forward(Tensor tokens) => forward(tokens, attentionMask: null);
+
+    /// <summary>
+    /// tokens int64 [batch, pos] (or [pos]) → logits [batch, pos, d_vocab], as TransformerLens' <c>forward</c> with
+    /// <c>attention_mask</c> and <c>past_kv_cache</c>.
+    /// </summary>
+    /// <param name="tokens">int64 [batch, pos]: with a cache, only the tokens not yet cached.</param>
+    /// <param name="attentionMask">[batch, pos] (int or bool), 1 = real token, 0 = padding (left or right; with a cache,
+    /// for the new tokens only). Padded keys are never attended to, position ids count real tokens only
+    /// (<c>cumsum(mask) - 1</c>, as Hugging Face), and logits at padded positions are meaningless. Null: all real.</param>
+    /// <param name="pastKvCache">Keys and values of earlier tokens; the new ones are appended (see <see cref="HookedTransformerKeyValueCache"/>).</param>
+    /// <param name="startAtLayer">TransformerLens' <c>start_at_layer</c>: <paramref name="tokens"/> is then a residual stream
+    /// float [batch, pos, d_model] (e.g. <c>resid_pre</c> of that layer) and the model runs blocks from this one on
+    /// (negative counts from the end). Positions still come from <paramref name="attentionMask"/>.</param>
+    /// <param name="stopAtLayer">TransformerLens' <c>stop_at_layer</c>: return the residual stream [batch, pos, d_model]
+    /// before block k (its <c>resid_pre</c>; negative counts from the end) instead of the logits.</param>
+    public Tensor forward(Tensor tokens, Tensor? attentionMask = null, HookedTransformerKeyValueCache? pastKvCache = null,
+        int? startAtLayer = null, int? stopAtLayer = null)
     {
         using var scope = NewDisposeScope();
-        var residual = Residual(tokens);
-        return _unembed.forward(residual).MoveToOuterDisposeScope(); // [batch, pos, d_vocab]
+        int start = LayerIndex(startAtLayer, 0, nameof(startAtLayer), allowEnd: false);
+        int stop = LayerIndex(stopAtLayer, Cfg.NLayers, nameof(stopAtLayer), allowEnd: true);
+        if (stop < start)
+            throw new ArgumentException($"stopAtLayer ({stopAtLayer}) comes before startAtLayer ({startAtLayer}); pass a stop layer ≥ the start layer.", nameof(stopAtLayer));
+        var residual = Residual(tokens, attentionMask, pastKvCache, start, stop, fromResidual: startAtLayer is not null);
+        return (stop < Cfg.NLayers ? residual : _unembed.forward(residual)).MoveToOuterDisposeScope(); // [batch, pos, d_vocab or d_model]
     }
 
-    /// <summary>Runs everything up to and including the final normalization: [batch, pos] → [batch, pos, d_model].</summary>
-    Tensor Residual(Tensor tokens)
+    /// <summary>
+    /// Logits at the last position only, [batch, d_vocab] (what generation needs): the same pass as
+    /// <see cref="forward(Tensor, Tensor?, HookedTransformerKeyValueCache?, int?, int?)"/>, but the unembedding runs on one position.
+    /// </summary>
+    internal Tensor ForwardLastLogits(Tensor tokens, Tensor? attentionMask, HookedTransformerKeyValueCache? pastKvCache)
     {
+        using var scope = NewDisposeScope();
+        var residual = Residual(tokens, attentionMask, pastKvCache);
+        return _unembed.forward(residual.narrow(1, residual.shape[1] - 1, 1)).select(1, 0).MoveToOuterDisposeScope();
+    }
+
+    int LayerIndex(int? layer, int fallback, string name, bool allowEnd)
+    {
+        if (layer is not int l) return fallback;
+        int n = Cfg.NLayers, i = l < 0 ? l + n : l;
+        if (i < 0 || i > n || (!allowEnd && i == n))
+            throw new ArgumentOutOfRangeException(name, l, $"{name} = {l} is outside the model's {n} layers; use 0…{(allowEnd ? n : n - 1)} or a negative index from the end (−{n}…−1).");
+        return i;
+    }
+
+    /// <summary>
+    /// Runs blocks <paramref name="start"/>…<paramref name="stop"/> − 1 and, when running to the end, the final normalization:
+    /// [batch, pos] tokens (or, when <paramref name="fromResidual"/>, a residual stream [batch, pos, d_model]) → [batch, pos, d_model].
+    /// </summary>
+    Tensor Residual(Tensor tokens, Tensor? attentionMask = null, HookedTransformerKeyValueCache? cache = null, int start = 0, int stop = -1, bool fromResidual = false)
+    {
+        if (stop < 0) stop = Cfg.NLayers;
+        if (fromResidual)
+        {
+            if (tokens.dim() == 2) tokens = tokens.unsqueeze(0);
+            if (tokens.dim() != 3 || tokens.shape[2] != Cfg.DModel || !tokens.is_floating_point())
+                throw new ArgumentException(
+                    $"With startAtLayer the input is a residual stream float [batch, pos, d_model = {Cfg.DModel}], got {tokens.dtype} [{string.Join(", ", tokens.shape)}]; " +
+                    "pass e.g. cache[\"resid_pre\", layer], or drop startAtLayer to run from tokens.", nameof(tokens));
+            if (tokens.shape[1] > Cfg.NCtx)
+                throw new ArgumentException($"Sequence length {tokens.shape[1]} exceeds the model's context NCtx = {Cfg.NCtx}; truncate to at most {Cfg.NCtx} positions.", nameof(tokens));
+            if (cache is not null)
+                throw new ArgumentException("startAtLayer cannot be combined with a key/value cache (the cache needs every layer); run from tokens to use one.", nameof(cache));
+            var ctx = BuildAttentionContext(tokens, attentionMask, null, out _, out _);
+            var r = tokens;
+            for (int l = start; l < stop; l++) r = _blockArray[l].forward(r, ctx);
+            return stop < Cfg.NLayers || _lnFinal is null ? r : _lnFinal.forward(r);
+        }
         if (tokens.dim() == 1) tokens = tokens.unsqueeze(0);
         if (tokens.dim() != 2)
             throw new ArgumentException($"Tokens must have shape [batch, pos] (or [pos]) but have shape [{string.Join(", ", tokens.shape)}].", nameof(tokens));
@@ -170,31 +231,133 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
             if (min < 0 || max >= Cfg.DVocab)
                 throw new ArgumentException($"Token ids must be in [0, {Cfg.DVocab}) (DVocab) but range over [{min}, {max}]. Check that the tokenizer matches the model.", nameof(tokens));
         }
-        if (tokens.shape[1] > Cfg.NCtx)
-            throw new ArgumentException($"Sequence length {tokens.shape[1]} exceeds the model's context NCtx = {Cfg.NCtx}; truncate the tokens to at most {Cfg.NCtx} positions.", nameof(tokens));
+        long past = cache?.Length ?? 0;
+        if (past + tokens.shape[1] > Cfg.NCtx)
+            throw new ArgumentException(past == 0
+                ? $"Sequence length {tokens.shape[1]} exceeds the model's context NCtx = {Cfg.NCtx}; truncate the tokens to at most {Cfg.NCtx} positions."
+                : $"The key/value cache holds {past} positions and {tokens.shape[1]} more exceed the model's context NCtx = {Cfg.NCtx}; generate fewer tokens or start a new cache on the last {Cfg.NCtx} tokens.", nameof(tokens));
+        var context = BuildAttentionContext(tokens, attentionMask, cache, out var fullMask, out bool newHasPadding);
+
         var residual = hook_embed.forward(_embed.forward(tokens));                 // [batch, pos, d_model]
         if (_posEmbed is not null)
         {
-            var posEmbed = _posEmbed.forward(tokens);                               // a view of W_pos
-            // Hooks get a copy (as in TransformerLens): an in-place edit of a view would change W_pos for good.
-            if (hook_pos_embed!.HasHooks) posEmbed = posEmbed.is_contiguous() ? posEmbed.clone() : posEmbed.contiguous();
-            residual = residual + hook_pos_embed.forward(posEmbed);
+            Tensor posEmbed;
+            if (fullMask is null && past == 0)
+            {
+                posEmbed = _posEmbed.forward(tokens);                              // a view of W_pos
+                // Hooks get a copy (as in TransformerLens): an in-place edit of a view would change W_pos for good.
+                if (hook_pos_embed!.HasHooks) posEmbed = posEmbed.is_contiguous() ? posEmbed.clone() : posEmbed.contiguous();
+            }
+            else                                                                   // rows of W_pos at each token's position id (a copy)
+                posEmbed = _posEmbed.W_pos.index_select(0, context.Positions.reshape(-1)).view(tokens.shape[0], tokens.shape[1], Cfg.DModel);
+            residual = residual + hook_pos_embed!.forward(posEmbed);
         }
-        foreach (var block in _blockArray)
-            residual = block.forward(residual);                                    // [batch, pos, d_model]
-        return _lnFinal is null ? residual : _lnFinal.forward(residual);
+        if (cache is not null && stop < Cfg.NLayers)
+            throw new ArgumentException("stopAtLayer cannot be combined with a key/value cache (the later layers would miss the new positions); run the whole model to use one.", nameof(cache));
+        for (int l = 0; l < stop; l++)
+            residual = _blockArray[l].forward(residual, context);                  // [batch, pos, d_model]
+        if (cache is not null)
+            cache.Commit(fullMask ?? ones(tokens.shape[0], past + tokens.shape[1], dtype: ScalarType.Bool, device: tokens.device), newHasPadding);
+        return stop < Cfg.NLayers || _lnFinal is null ? residual : _lnFinal.forward(residual);
+    }
+
+    /// <summary>
+    /// Positions and masks for one pass. <paramref name="fullMask"/> is the bool key mask [batch, past + pos] (cached prefix
+    /// and new tokens), or null when no position is padding.
+    /// </summary>
+    AttentionContext BuildAttentionContext(Tensor tokens, Tensor? attentionMask, HookedTransformerKeyValueCache? cache,
+        out Tensor? fullMask, out bool newHasPadding)
+    {
+        long batch = tokens.shape[0], pos = tokens.shape[1];
+        long past = cache?.Length ?? 0;
+        var device = tokens.device;
+        fullMask = null;
+        newHasPadding = false;
+        if (cache is not null)
+        {
+            cache.CheckConsistent();
+            if (past > 0 && cache.AttentionMask!.shape[0] != batch)
+                throw new ArgumentException($"The key/value cache holds {cache.AttentionMask.shape[0]} sequences but the tokens have {batch} rows. Use one cache per batch (a new HookedTransformerKeyValueCache).", nameof(tokens));
+        }
+        Tensor? newMask = null;
+        if (attentionMask is not null)
+        {
+            if (attentionMask.dim() == 1 && tokens.shape[0] == 1) attentionMask = attentionMask.unsqueeze(0);
+            if (attentionMask.dim() != 2 || attentionMask.shape[0] != batch || attentionMask.shape[1] != pos)
+                throw new ArgumentException(
+                    $"attentionMask has shape [{string.Join(", ", attentionMask.shape)}] but the tokens are [{batch}, {pos}]; pass the mask of these tokens " +
+                    "(the AttentionMask of the tokenizer's TokenBatch; with a cache, the mask of the new tokens only).", nameof(attentionMask));
+            if (attentionMask.dtype == ScalarType.Bool) newMask = attentionMask;
+            else
+            {
+                if (attentionMask.is_floating_point())
+                    throw new ArgumentException($"attentionMask must hold 1 (real token) and 0 (padding) as int64 or bool, not {attentionMask.dtype}.", nameof(attentionMask));
+                using var bad = attentionMask.ne(0).logical_and(attentionMask.ne(1)).any();
+                if (bad.item<bool>())
+                    throw new ArgumentException("attentionMask must hold only 1 (real token) and 0 (padding); pass the tokenizer's TokenBatch.AttentionMask.", nameof(attentionMask));
+                newMask = attentionMask.ne(0);
+            }
+            newMask = newMask.to(device);
+            using var allReal = newMask.all();
+            newHasPadding = !allReal.item<bool>();
+        }
+        bool padded = newHasPadding || (cache?.HasPadding ?? false);
+        if (!padded && attentionMask is null && past == 0)
+            return AttentionContext.Causal(batch, pos, device) with { CacheEntries = cache?.Entries };
+        if (attentionMask is not null || past > 0)
+        {
+            var newPart = newMask ?? ones(batch, pos, dtype: ScalarType.Bool, device: device);
+            fullMask = past > 0 ? cat(new[] { cache!.AttentionMask!.to(device), newPart }, 1) : newPart; // [batch, past + pos]
+        }
+        // Position ids over real tokens only (Hugging Face: cumsum(mask) - 1; padding before the first real token gets 0).
+        var positions = fullMask is null
+            ? arange(past, past + pos, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, pos)
+            : (fullMask.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0).narrow(1, past, pos);
+        if (!padded)                                                       // no padding anywhere: causal, or one new query seeing everything
+            return pos == 1 && past > 0
+                ? new AttentionContext { Positions = positions, PastLength = past, IsCausal = false, CacheEntries = cache?.Entries }
+                : past == 0
+                    ? new AttentionContext { Positions = positions, CacheEntries = cache?.Entries }
+                    : CausalWithPast(positions, CausalAllowed(pos, past).unsqueeze(0).unsqueeze(0).expand(batch, 1, pos, past + pos));
+        // [batch, 1, pos, past + pos]: causal (query i sits at past + i) and the key is a real token.
+        var allowed = CausalAllowed(pos, past).unsqueeze(0).logical_and(fullMask!.unsqueeze(1)).unsqueeze(1);
+        var none = allowed.any(-1).logical_not();                          // [batch, 1, pos]
+        var diagonal = eye(pos, past + pos, dtype: ScalarType.Bool, device: device);
+        if (past > 0) diagonal = diagonal.roll(past, 1);
+        var kernel = allowed.logical_or(none.unsqueeze(-1).logical_and(diagonal));
+        return new AttentionContext
+        {
+            Positions = positions, PastLength = past, CacheEntries = cache?.Entries,
+            AllowedMask = allowed, KernelMask = kernel, FullyMaskedQueries = none.view(batch, pos, 1, 1),
+        };
+
+        AttentionContext CausalWithPast(Tensor positions, Tensor allowed) =>
+            new() { Positions = positions, PastLength = past, CacheEntries = cache?.Entries, AllowedMask = allowed, KernelMask = allowed };
+
+        Tensor CausalAllowed(long q, long p) =>                           // [q, p + q], true where key j ≤ p + i
+            ones(q, p + q, dtype: ScalarType.Bool, device: device).tril(p);
     }
 
     /// <summary>
     /// Next-token cross-entropy of the model on <paramref name="tokens"/> [batch, pos] (predicting token t+1 from
     /// positions ≤ t): the mean (a scalar), or per token [batch, pos - 1] if <paramref name="perToken"/>.
     /// </summary>
-    public Tensor Loss(Tensor tokens, bool perToken = false)
+    /// <param name="tokens">int64 [batch, pos].</param>
+    /// <param name="perToken">Per-token losses instead of the mean.</param>
+    /// <param name="attentionMask">[batch, pos], 1 = real token, 0 = padding. A prediction counts only when both the
+    /// position predicting and the token predicted are real (TransformerLens' rule); the mean is over those, and the
+    /// per-token losses are 0 elsewhere.</param>
+    public Tensor Loss(Tensor tokens, bool perToken = false, Tensor? attentionMask = null)
     {
         using var scope = NewDisposeScope();
         if (tokens.dim() == 1) tokens = tokens.unsqueeze(0);
-        var logits = forward(tokens);
-        return LossFromLogits(logits, tokens, perToken).MoveToOuterDisposeScope();
+        if (attentionMask is not null && attentionMask.dim() == 1) attentionMask = attentionMask.unsqueeze(0);
+        var logits = forward(tokens, attentionMask);
+        if (attentionMask is null) return LossFromLogits(logits, tokens, perToken).MoveToOuterDisposeScope();
+        var targets = LanguageModelLoss.TargetMaskFromAttentionMask(attentionMask);
+        return (perToken
+            ? LanguageModelLoss.PerToken(logits, tokens) * targets[.., 1..].to_type(logits.dtype)
+            : LanguageModelLoss.Mean(logits, tokens, targets)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Next-token cross-entropy given logits [batch, pos, d_vocab] and tokens [batch, pos]: mean, or [batch, pos - 1] if <paramref name="perToken"/>.</summary>

@@ -52,6 +52,22 @@ public static class LanguageModelLoss
         return loss.MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The target mask of a padded batch: token i is a target when it and the token before it are real
+    /// (<c>attentionMask[:, i] &amp;&amp; attentionMask[:, i - 1]</c>, TransformerLens' rule), so no prediction is made
+    /// from or of padding. <paramref name="attentionMask"/>: [batch, pos], 1 = real, 0 = padding. Returns bool [batch, pos].
+    /// </summary>
+    public static Tensor TargetMaskFromAttentionMask(Tensor attentionMask)
+    {
+        ArgumentNullException.ThrowIfNull(attentionMask);
+        if (attentionMask.dim() != 2)
+            throw new ArgumentException($"attentionMask must be [batch, pos], got [{string.Join(", ", attentionMask.shape)}]; pass the tokenizer's TokenBatch.AttentionMask.", nameof(attentionMask));
+        using var scope = torch.NewDisposeScope();
+        var m = attentionMask.ne(0);
+        var previous = torch.cat(new[] { torch.zeros(m.shape[0], 1, dtype: ScalarType.Bool, device: m.device), m[.., ..^1] }, 1);
+        return m.logical_and(previous).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Number of target positions <see cref="Mean"/> averages over (a scalar tensor on the tokens' device).</summary>
     public static Tensor TargetCount(Tensor tokens, Tensor? targetMask = null)
     {

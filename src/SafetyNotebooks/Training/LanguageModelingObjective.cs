@@ -7,7 +7,9 @@ namespace SafetyNotebooks.Training;
 /// <summary>One language-modeling batch.</summary>
 /// <param name="Tokens">int64 <c>[batch, pos]</c>.</param>
 /// <param name="TargetMask">Optional bool/0-1 <c>[batch, pos]</c> marking target tokens (see <see cref="LanguageModelLoss"/>); null = every position 1.. counts.</param>
-public sealed record TrainingBatch(Tensor Tokens, Tensor? TargetMask = null);
+/// <param name="AttentionMask">Optional 1/0 <c>[batch, pos]</c> for padded batches (1 = real token): the model attends only to real
+/// tokens (needs a <see cref="HookedTransformer"/>) and predictions from or of padding are not targets.</param>
+public sealed record TrainingBatch(Tensor Tokens, Tensor? TargetMask = null, Tensor? AttentionMask = null);
 
 /// <summary>Computes a scalar loss from a model's logits <c>[batch, pos, vocab]</c>, the batch tokens and the optional target mask.</summary>
 public delegate Tensor TrainingLoss(Tensor logits, Tensor tokens, Tensor? targetMask);
@@ -37,8 +39,17 @@ public sealed class LanguageModelingObjective : ITrainingObjective<TrainingBatch
     public ObjectiveOutput Compute(TrainingBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var logits = Model.call(batch.Tokens);
-        var loss = Loss(logits, batch.Tokens, batch.TargetMask);
-        return new ObjectiveOutput(loss, Weight: LanguageModelLoss.TargetCount(batch.Tokens, batch.TargetMask));
+        if (batch.AttentionMask is null)
+        {
+            var logits = Model.call(batch.Tokens);
+            var loss = Loss(logits, batch.Tokens, batch.TargetMask);
+            return new ObjectiveOutput(loss, Weight: LanguageModelLoss.TargetCount(batch.Tokens, batch.TargetMask));
+        }
+        if (Model is not HookedTransformer ht)
+            throw new ArgumentException($"TrainingBatch.AttentionMask needs a HookedTransformer (a {Model.GetType().Name} cannot take an attention mask); batch sequences of equal length, or drop the mask.", nameof(batch));
+        var padded = ht.forward(batch.Tokens, batch.AttentionMask);
+        var targets = LanguageModelLoss.TargetMaskFromAttentionMask(batch.AttentionMask);
+        if (batch.TargetMask is not null) targets = targets.logical_and(batch.TargetMask.ne(0));
+        return new ObjectiveOutput(Loss(padded, batch.Tokens, targets), Weight: LanguageModelLoss.TargetCount(batch.Tokens, targets));
     }
 }

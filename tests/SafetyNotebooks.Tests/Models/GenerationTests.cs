@@ -124,3 +124,151 @@ public class GenerationTests
         Assert.Equal(new long[] { 1, 10 }, r.Tokens.shape);
     }
 }
+
+/// <summary>Repetition/frequency/presence penalties and beam search, worked by hand on lookup-table models.</summary>
+public class GenerationPenaltyAndBeamTests
+{
+    public GenerationPenaltyAndBeamTests() => TorchRuntime.EnsureLoaded();
+
+    // Argmax by current token: 0→2, 1→3, 2→1, 3→0 (as in GenerationTests).
+    static readonly float[,] Table =
+    {
+        { 0.0f, 1.0f, 2.0f, -1.0f },
+        { 0.5f, 0.0f, 0.0f, 1.5f },
+        { 0.0f, 3.0f, 1.0f, 0.0f },
+        { 2.0f, 0.0f, 1.0f, 1.0f },
+    };
+
+    static long[] Greedy(GenerationOptions o, params long[] prompt)
+    {
+        using var p = tensor(prompt).unsqueeze(0);
+        using var r = Generation.Generate(new MarkovLogits(Table), p, o);
+        return r.Tokens[0].data<long>().ToArray();
+    }
+
+    [Fact]
+    public void RepetitionPenalty_divides_positive_and_multiplies_negative_logits_of_present_tokens()
+    {
+        using var logits = tensor(new[] { 2f, -1f, 0.5f, -2f }).unsqueeze(0);
+        using var present = tensor(new[] { true, true, false, false }).unsqueeze(0);
+        using var r = Generation.ApplyRepetitionPenalty(logits, present, 2.0);
+        Assert.Equal(new[] { 1f, -2f, 0.5f, -2f }, r.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void RepetitionPenalty_changes_greedy_choices_as_worked_by_hand()
+    {
+        // Prompt 0 3: row 3 = {2, 0, 1, 1}; 0 and 3 are present → {0.67, 0, 1, 0.33} → 2. Then row 2 = {0, 3, 1, 0}: 1 is new → 1.
+        // Then row 1 = {0.5, 0, 0, 1.5}, all present → {0.17, 0, 0, 0.5} → 3.
+        Assert.Equal(new long[] { 0, 3, 2, 1, 3 }, Greedy(GenerationOptions.Greedy(3) with { RepetitionPenalty = 3 }, 0, 3));
+        Assert.Equal(new long[] { 0, 3, 0, 2, 1 }, Greedy(GenerationOptions.Greedy(3), 0, 3));
+    }
+
+    [Fact]
+    public void FrequencyPresencePenalty_follows_openai_formula()
+    {
+        using var logits = ones(1, 4);
+        using var counts = tensor(new[] { 0f, 1f, 3f, 0f }).unsqueeze(0);
+        using var r = Generation.ApplyFrequencyPresencePenalty(logits, counts, 0.5, 0.25);
+        var v = r.data<float>().ToArray();
+        Assert.Equal(new[] { 1f, 0.25f, -0.75f, 1f }, v);
+    }
+
+    [Fact]
+    public void FrequencyPresencePenalty_count_generated_tokens_only()
+    {
+        // Prompt 3 3 1: row 1 = {0.5, 0, 0, 1.5} → 3 (3 only appears in the prompt, which OpenAI's penalties ignore).
+        // Counting the prompt would give 3 → 1.5 − 2 − 5 and pick 0 instead.
+        Assert.Equal(new long[] { 3, 3, 1, 3 }, Greedy(GenerationOptions.Greedy(1) with { FrequencyPenalty = 1, PresencePenalty = 5 }, 3, 3, 1));
+    }
+
+    [Fact]
+    public void FrequencyPenalty_grows_with_each_repetition()
+    {
+        // Self-loop 0 → 0 (1.0 vs 0.5 for 1). Frequency 0.3: 0 (1.0), 0 (0.7), then 0 at 0.4 loses to 1 (0.5);
+        // from 1: {0 − 0.6, 1 − 0.3, 0.9, 0} → 2. Without the penalty: 0 forever.
+        var table = new float[,] { { 1f, 0.5f, 0f, 0f }, { 0f, 1f, 0.9f, 0f }, { 0f, 0f, 1f, 0f }, { 0f, 0f, 0f, 1f } };
+        using var p = zeros(1, 1, dtype: ScalarType.Int64);
+        using var r = Generation.Generate(new MarkovLogits(table), p, GenerationOptions.Greedy(4) with { FrequencyPenalty = 0.3 });
+        Assert.Equal(new long[] { 0, 0, 0, 1, 2 }, r.Tokens[0].data<long>().ToArray());
+        using var plain = Generation.Generate(new MarkovLogits(table), p, GenerationOptions.Greedy(4));
+        Assert.Equal(new long[] { 0, 0, 0, 0, 0 }, plain.Tokens[0].data<long>().ToArray());
+    }
+
+    [Fact]
+    public void A_padded_prompt_for_a_model_without_masks_is_refused_with_the_fix()
+    {
+        using var prompt = tensor(new long[] { 0, 1, 2, 3 }, new long[] { 2, 2 });
+        using var mask = tensor(new long[] { 0, 1, 1, 1 }, new long[] { 2, 2 });
+        var e = Assert.Throws<ArgumentException>(() => Generation.Generate(new MarkovLogits(Table), prompt, GenerationOptions.Greedy(2), mask));
+        Assert.Contains("A padded prompt needs a HookedTransformer", e.Message);
+        // An all-ones mask is no padding: fine for any model.
+        using var allReal = ones(2, 2, dtype: ScalarType.Int64);
+        using var r = Generation.Generate(new MarkovLogits(Table), prompt, GenerationOptions.Greedy(1), allReal);
+        Assert.Equal(new long[] { 0, 1, 3, 2, 3, 0 }, r.Tokens.data<long>().ToArray());
+    }
+
+    static readonly float[,] BeamTable = LogTable(new[,]
+    {
+        { 0.1, 0.5, 0.4 },
+        { 1 / 3.0, 1 / 3.0, 1 / 3.0 },
+        { 0.9, 0.05, 0.05 },
+    });
+
+    static float[,] LogTable(double[,] p)
+    {
+        var t = new float[p.GetLength(0), p.GetLength(1)];
+        for (int i = 0; i < p.GetLength(0); i++) for (int j = 0; j < p.GetLength(1); j++) t[i, j] = (float)Math.Log(p[i, j]);
+        return t;
+    }
+
+    [Fact]
+    public void Beam_search_finds_the_likelier_sequence_greedy_misses()
+    {
+        // Greedy: 0 → 1 (0.5) → any (1/3): 0.167. Beam 2: 0 → 2 (0.4) → 0 (0.9): 0.36.
+        var model = new MarkovLogits(BeamTable);
+        using var prompt = zeros(1, 1, dtype: ScalarType.Int64);
+        using var greedy = Generation.Generate(model, prompt, GenerationOptions.Greedy(2));
+        Assert.Equal(1L, greedy.Tokens[0, 1].item<long>());
+        using var beam = Generation.Generate(model, prompt, GenerationOptions.Greedy(2) with { NumBeams = 2 });
+        Assert.Equal(new long[] { 0, 2, 0 }, beam.Tokens[0].data<long>().ToArray());
+        var lp = beam.LogProbs[0].data<float>().ToArray();
+        Assert.Equal(Math.Log(0.4), lp[0], 5);
+        Assert.Equal(Math.Log(0.9), lp[1], 5);
+    }
+
+    [Theory]
+    // EOS = 2. Step 1 from 0: [2] ends with p 0.4 (score log 0.4 / 1). Step 2: [1, 2] ends with p 0.55 × 0.6 = 0.33
+    // (score log 0.33 / 2^lp). lp = 1: −0.554 beats −0.916 → [1, 2]. lp = 0: −1.109 loses → [2] (output as long as the best hypothesis).
+    [InlineData(1.0, new long[] { 0, 1, 2 }, new[] { true, true })]
+    [InlineData(0.0, new long[] { 0, 2 }, new[] { true })]
+    public void Beam_search_length_penalty_as_huggingface(double lengthPenalty, long[] expected, bool[] generated)
+    {
+        var table = LogTable(new[,]
+        {
+            { 0.05, 0.55, 0.4 },
+            { 0.3, 0.1, 0.6 },
+            { 1 / 3.0, 1 / 3.0, 1 / 3.0 },
+        });
+        var model = new MarkovLogits(table);
+        using var prompt = zeros(1, 1, dtype: ScalarType.Int64);
+        using var r = Generation.Generate(model, prompt, GenerationOptions.Greedy(2, eosTokenId: 2) with { NumBeams = 2, LengthPenalty = lengthPenalty });
+        Assert.Equal(expected, r.Tokens[0].data<long>().ToArray());
+        Assert.Equal(generated, r.GeneratedMask[0].data<bool>().ToArray());
+    }
+
+    [Fact]
+    public void Beam_search_with_cache_equals_without_and_padded_rows_equal_rows_alone()
+    {
+        var model = HookedTransformer.FromPretrained(TestPaths.Fixture("hf-gpt2-tiny"));
+        using var tokens = tensor(new long[] { 50256, 50256, 464, 3290, 318, 257 }, new long[] { 1, 6 }).expand(2, 6).clone();
+        tokens[1].copy_(tensor(new long[] { 40, 588, 262, 3290, 11, 290 }));
+        using var mask = tensor(new long[] { 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }, new long[] { 2, 6 });
+        var o = GenerationOptions.Greedy(6) with { NumBeams = 3 };
+        using var cached = Generation.Generate(model, tokens, o, mask);
+        using var uncached = Generation.Generate(model, tokens, o with { UseCache = false }, mask);
+        Assert.Equal(uncached.Tokens.data<long>().ToArray(), cached.Tokens.data<long>().ToArray());
+        using var row0 = Generation.Generate(model, tokens[0, 2..].unsqueeze(0), o);
+        Assert.Equal(row0.Tokens[0, 4..].data<long>().ToArray(), cached.Tokens[0, 6..].data<long>().ToArray());
+    }
+}

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace SafetyNotebooks.Models.Components;
 
 /// <summary>
-/// Causal multi-head self-attention with TransformerLens hook points.
+/// Causal multi-head self-attention with TransformerLens hook points, key padding masks and a key/value cache (see <see cref="AttentionContext"/>).
 /// </summary>
 /// <remarks>
 /// The per-head query/key/value weights are stored fused, as one parameter <c>W_QKV</c> [d_model, 3, n_heads, d_head]
@@ -122,8 +122,17 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// <summary>Output bias, [d_model].</summary>
     public Parameter b_O => _b_O;
 
-    /// <summary>Residual-stream input [batch, pos, d_model] (already normalized) → attention output [batch, pos, d_model].</summary>
-    public override Tensor forward(Tensor x)
+    /// <summary>Residual-stream input [batch, pos, d_model] (already normalized) → attention output [batch, pos, d_model], causal, positions 0…pos−1.</summary>
+    public override Tensor forward(Tensor x) => forward(x, null);
+
+    /// <summary>
+    /// Residual-stream input [batch, pos, d_model] (already normalized) → attention output [batch, pos, d_model], with the
+    /// key padding mask, positions and cache entry of <paramref name="context"/> (null: plain causal attention).
+    /// With a cache entry, the new keys and values are appended to it and the queries attend to everything cached;
+    /// <c>hook_q</c>/<c>hook_k</c>/<c>hook_v</c>/<c>hook_z</c> see only the new positions, the scores and pattern
+    /// [batch, head, pos, cached + pos].
+    /// </summary>
+    public Tensor forward(Tensor x, AttentionContext? context)
     {
         long batch = x.shape[0], pos = x.shape[1];
         int H = _nHeads, Dh = _dHead, D = _dModel;
@@ -146,34 +155,45 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         }
         if (hook_rot_q is not null)
         {
-            // POSITIONS: 0..pos-1 for every sequence until the forward pass hands position ids to the attention.
-            var positions = arange(pos, dtype: ScalarType.Int64, device: x.device).unsqueeze(0); // [1, pos]
+            // Position ids from the forward pass (real tokens counted from each row's first, cached prefix included);
+            // a bare forward(x) rotates by 0…pos−1.
+            var positions = context?.Positions ?? arange(pos, dtype: ScalarType.Int64, device: x.device).unsqueeze(0); // [batch or 1, pos]
             q = hook_rot_q.forward(RotaryEmbedding.Apply(q, positions, _rotaryDim, _rotaryBase));
             k = hook_rot_k!.forward(RotaryEmbedding.Apply(k, positions, _rotaryDim, _rotaryBase));
         }
+        // Keys and values as [batch, kv_head, key_pos, d_head]: the cached prefix (if any) and the new positions. The cache
+        // holds the key/value heads as computed (n_key_value_heads of them when grouped), like Hugging Face's.
+        Tensor keys, values;
+        if (context?.CacheEntry is { } entry) (keys, values) = entry.Append(k, v);
+        else { keys = k.transpose(1, 2); values = v.transpose(1, 2); }
         if (_nKvHeads != H)
         {
             // Grouped-query attention: query heads g·j … g·j+g-1 read key/value head j (Hugging Face's repeat_kv).
-            k = k.repeat_interleave(H / _nKvHeads, 2);                     // [batch, pos, head, d_head]
-            v = v.repeat_interleave(H / _nKvHeads, 2);                     // [batch, pos, head, d_head]
+            keys = keys.repeat_interleave(H / _nKvHeads, 1);               // [batch, head, key_pos, d_head]
+            values = values.repeat_interleave(H / _nKvHeads, 1);           // [batch, head, key_pos, d_head]
         }
+        long keyPos = keys.shape[2];
+        bool causal = context?.IsCausal ?? true;
+        var allowed = context?.AllowedMask;                                // [batch, 1, pos, key_pos] or null
 
         Tensor z;                                                          // [batch, pos, head, d_head]
         if (!hook_attn_scores.HasHooks && !hook_pattern.HasHooks)
         {
-            // Fast path: fused causal attention kernel (scale 1/sqrt(d_head)).
+            // Fast path: fused attention kernel (scale 1/sqrt(d_head)); a boolean mask marks the keys each query may see.
             z = nn.functional.scaled_dot_product_attention(
-                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), null, 0.0, true) // [batch, head, pos, d_head]
+                q.transpose(1, 2), keys, values, allowed is null ? null : context!.KernelMask, 0.0, allowed is null && causal) // [batch, head, pos, d_head]
                 .transpose(1, 2);
+            if (context?.FullyMaskedQueries is { } none) z = z.masked_fill(none, 0.0); // as the explicit path's zero pattern
         }
         else
         {
-            var scores = matmul(q.transpose(1, 2), k.permute(0, 2, 3, 1)) / Math.Sqrt(Dh); // [batch, head, query_pos, key_pos]
-            scores = scores.masked_fill(_mask.narrow(0, 0, pos).narrow(1, 0, pos), double.NegativeInfinity);
+            var scores = matmul(q.transpose(1, 2), keys.transpose(2, 3)) / Math.Sqrt(Dh); // [batch, head, query_pos, key_pos]
+            if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
+            else if (causal) scores = scores.masked_fill(_mask.narrow(0, keyPos - pos, pos).narrow(1, 0, keyPos), double.NegativeInfinity);
             scores = hook_attn_scores.forward(scores);
             var pattern = scores.softmax(-1);
-            pattern = hook_pattern.forward(pattern.nan_to_num(0.0));       // a row masked entirely by a hook → zeros
-            z = matmul(pattern, v.transpose(1, 2)).transpose(1, 2);        // [batch, pos, head, d_head]
+            pattern = hook_pattern.forward(pattern.nan_to_num(0.0));       // a fully masked row (left padding, or a hook) → zeros
+            z = matmul(pattern, values).transpose(1, 2);                   // [batch, pos, head, d_head]
         }
         z = hook_z.forward(z);
 

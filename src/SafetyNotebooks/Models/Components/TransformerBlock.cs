@@ -76,10 +76,13 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>[batch, pos, d_model] → [batch, pos, d_model].</summary>
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => forward(x, null);
+
+    /// <summary>[batch, pos, d_model] → [batch, pos, d_model], attending with <paramref name="context"/> (positions, padding mask, KV cache; null: plain causal).</summary>
+    public Tensor forward(Tensor x, AttentionContext? context)
     {
         var residPre = hook_resid_pre.forward(x);
-        var attnOut = hook_attn_out.forward(_attn.forward(_ln1 is null ? residPre : _ln1.forward(residPre)));
+        var attnOut = hook_attn_out.forward(_attn.forward(_ln1 is null ? residPre : _ln1.forward(residPre), context?.ForLayer(Layer)));
         if (_mlp is null)
             return hook_resid_post.forward(residPre + attnOut);
         if (_parallel)
