@@ -25,7 +25,7 @@ public class EnvironmentTests : IDisposable
     }
 
     [Fact]
-    public void TheKernelSpecBindsTheHttpApiToLoopbackOnly()
+    public void The_kernel_spec_binds_the_http_api_to_loopback_only()
     {
         var argv = WriteSpecs(_dir);
         Assert.Contains("--http-local-only", argv);
@@ -33,7 +33,7 @@ public class EnvironmentTests : IDisposable
     }
 
     [Fact]
-    public async Task AStartedKernelListensOnLoopbackOnly()
+    public async Task A_started_kernel_listens_on_loopback_only()
     {
         if (!OperatingSystem.IsLinux()) Assert.Fail("reads /proc/net/tcp: Linux only");
         var argv = WriteSpecs(_dir);

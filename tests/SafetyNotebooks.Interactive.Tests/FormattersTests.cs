@@ -10,7 +10,7 @@ public class FormattersTests
     public FormattersTests() => SafetyNotebooks.Runtime.TorchRuntime.EnsureLoaded();
 
     [Fact]
-    public void SmallTensorsShowAsATableOfTheirValues()
+    public void Small_tensors_show_as_a_table_of_their_values()
     {
         using var t = tensor(new float[] { 0.5f, -1f, 2f, 3.25f }).reshape(2, 2);
         Assert.Equal("Tensor [2, 2] Float32 cpu\n      0.5         -1\n        2       3.25", Formatters.TensorText(t));
@@ -21,7 +21,7 @@ public class FormattersTests
     }
 
     [Fact]
-    public void IntegerAndBoolTensorsKeepTheirKind()
+    public void Integer_and_bool_tensors_keep_their_kind()
     {
         using var i = tensor(new long[] { 7, -2 });
         Assert.EndsWith("7         -2", Formatters.TensorText(i));
@@ -30,7 +30,7 @@ public class FormattersTests
     }
 
     [Fact]
-    public void LargeTensorsShowASummaryNotEveryValue()
+    public void Large_tensors_show_a_summary_not_every_value()
     {
         using var t = arange(1000, dtype: float32).reshape(10, 100); // mean 499.5, min 0, max 999
         var text = Formatters.TensorText(t);
@@ -40,7 +40,7 @@ public class FormattersTests
     }
 
     [Fact]
-    public void RequiresGradIsShownAndDisposedTensorsDoNotThrow()
+    public void Requires_grad_is_shown_and_disposed_tensors_do_not_throw()
     {
         var t = ones(2).requires_grad_(true);
         Assert.Contains("requires_grad", Formatters.Header(t));
@@ -49,7 +49,7 @@ public class FormattersTests
     }
 
     [Fact]
-    public void DataFramesBecomeAnHtmlTableWithTheRowCount()
+    public void Data_frames_become_an_html_table_with_the_row_count()
     {
         var df = new DataFrame(new DoubleDataFrameColumn("loss", new[] { 2.5, 1.25 }), new StringDataFrameColumn("run", new[] { "a", "b" }));
         var html = Formatters.DataFrameHtml(df);
@@ -60,7 +60,7 @@ public class FormattersTests
     }
 
     [Fact]
-    public void RegisteredFormattersProduceOurHtmlThroughDotNetInteractive()
+    public void Registered_formatters_produce_our_html_through_dot_net_interactive()
     {
         Formatters.Register();
         using var t = tensor(new float[] { 1, 2 });
@@ -73,7 +73,7 @@ public class FormattersTests
     }
 
     [Fact]
-    public void ProgressHtmlCarriesTheTextLine()
+    public void Progress_html_carries_the_text_line()
     {
         var u = new SafetyNotebooks.Runtime.ProgressUpdate("fit", 5, 10, TimeSpan.FromSeconds(1), new Dictionary<string, double>(), false);
         var html = NotebookProgressSink.Html(u).ToString();

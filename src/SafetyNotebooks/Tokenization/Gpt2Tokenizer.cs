@@ -41,6 +41,9 @@ public sealed class Gpt2Tokenizer : ITokenizer
     /// </summary>
     public const int MaxPreTokenLength = 256;
 
+    int MaxSpecialLength => _maxSpecialLength ??= _inner.SpecialTokens?.Keys.Select(k => k.Length).DefaultIfEmpty(0).Max() ?? 0;
+    int? _maxSpecialLength;
+
     /// <summary>
     /// Encodes text to GPT-2 ids: GPT-2's regex pre-tokenizer, then byte-pair encoding of each pre-token
     /// (pre-tokens longer than <see cref="MaxPreTokenLength"/> are encoded in pieces; see there).
@@ -52,8 +55,17 @@ public sealed class Gpt2Tokenizer : ITokenizer
         var preTokenizer = _inner.PreTokenizer;
         if (preTokenizer == null) return _inner.EncodeToIds(text).ToArray();
         var ids = new List<int>(text.Length / 3 + 4);
+        var specials = _inner.SpecialTokens;
         foreach (var (offset, length) in preTokenizer.PreTokenize(text))
         {
+            // A special token (<|endoftext|>) is its own pre-token: map it directly. Encoding it with
+            // considerPreTokenization: false would go through the word cache, where the same string encoded as
+            // ordinary text earlier gives its byte-pair ids instead.
+            if (specials != null && length <= MaxSpecialLength && specials.TryGetValue(text.Substring(offset, length), out var special))
+            {
+                ids.Add(special);
+                continue;
+            }
             int end = offset + length;
             for (int start = offset; start < end;)
             {

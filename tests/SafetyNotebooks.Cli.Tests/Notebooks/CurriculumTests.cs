@@ -15,7 +15,7 @@ public class CurriculumTests
 
     [Theory]
     [MemberData(nameof(Notebooks))]
-    public async Task NotebookRunsInQuickModeWithoutErrors(string notebook)
+    public async Task Notebook_runs_in_quick_mode_without_errors(string notebook)
     {
         var path = Path.Combine(TestNotebooks.RepoRoot, "notebooks", notebook);
         var outDir = Path.Combine(TestNotebooks.RepoRoot, "artifacts", "test-run");
@@ -37,7 +37,7 @@ public class CurriculumTests
     }
 
     [Fact]
-    public void EveryNotebookCanBeExportedAsALearnerEdition()
+    public void Every_notebook_can_be_exported_as_a_learner_edition()
     {
         foreach (var f in Directory.GetFiles(Path.Combine(TestNotebooks.RepoRoot, "notebooks"), "*.ipynb"))
         {

@@ -13,7 +13,7 @@ public class ExecutionTests : IDisposable
     static string Joined(JsonNode? n) => n is JsonArray a ? string.Concat(a.Select(x => x!.GetValue<string>())) : n?.GetValue<string>() ?? "";
 
     [Fact]
-    public async Task ExecutorWritesStreamsResultsAndStopsAtTheFirstError()
+    public async Task Executor_writes_streams_results_and_stops_at_the_first_error()
     {
         var doc = NotebookDocument.Parse(TestNotebooks.Json(
             "md:# title",
@@ -40,7 +40,7 @@ public class ExecutionTests : IDisposable
     }
 
     [Fact]
-    public async Task DisplayUpdatesReplaceTheEarlierOutputInPlace()
+    public async Task Display_updates_replace_the_earlier_output_in_place()
     {
         var doc = NotebookDocument.Parse(TestNotebooks.Json(
             "var d = display(\"step 1\"); d.Update(\"step 2\"); d.Update(\"step 3\");"), "u.ipynb");
@@ -52,7 +52,7 @@ public class ExecutionTests : IDisposable
     }
 
     [Fact]
-    public async Task RunnerExecutesInAChildProcessAndWritesNotebookAndReports()
+    public async Task Runner_executes_in_a_child_process_and_writes_notebook_and_reports()
     {
         var nb = TestNotebooks.Write(_dir, "ok.ipynb", "md:# Hello *report*", "Console.WriteLine(System.Environment.GetEnvironmentVariable(\"SAFETY_NOTEBOOKS_QUICK\"));", "System.IO.Directory.GetCurrentDirectory()");
         var outDir = Path.Combine(_dir, "out");
@@ -71,7 +71,7 @@ public class ExecutionTests : IDisposable
     }
 
     [Fact]
-    public async Task RunnerStopsANotebookAtItsTimeLimit()
+    public async Task Runner_stops_a_notebook_at_its_time_limit()
     {
         var nb = TestNotebooks.Write(_dir, "slow.ipynb", "System.Threading.Thread.Sleep(120_000);");
         var clock = Stopwatch.StartNew();
@@ -86,7 +86,7 @@ public class ExecutionTests : IDisposable
     [InlineData("notes.txt", "expected a .ipynb file")]
     [InlineData("broken.ipynb", "is not valid JSON")]
     [InlineData("python.ipynb", "'python3' kernel")]
-    public async Task CliGivesOneLineErrorsAndExitCode2ForBadInput(string file, string expected)
+    public async Task Cli_gives_one_line_errors_and_exit_code2_for_bad_input(string file, string expected)
     {
         File.WriteAllText(Path.Combine(_dir, "notes.txt"), "text");
         File.WriteAllText(Path.Combine(_dir, "broken.ipynb"), "{ \"cells\": [ ");

@@ -14,7 +14,7 @@ public class HardeningTests : IDisposable
     static readonly string Solution = TestNotebooks.Json("md:# Lesson", "int F() {\n// BEGIN SOLUTION\nreturn 1;\n// END SOLUTION\n}");
 
     [Fact]
-    public async Task ExportLearnerRefusesToOverwriteTheSolutionEdition()
+    public async Task Export_learner_refuses_to_overwrite_the_solution_edition()
     {
         var learn = Directory.CreateDirectory(Path.Combine(_dir, "learn")).FullName;
         var nb = Path.Combine(learn, "x.ipynb");
@@ -31,7 +31,7 @@ public class HardeningTests : IDisposable
     }
 
     [Fact]
-    public async Task ExportLearnerWritesIntoAnotherFolderWithNoTempFilesLeft()
+    public async Task Export_learner_writes_into_another_folder_with_no_temp_files_left()
     {
         var src = Directory.CreateDirectory(Path.Combine(_dir, "src")).FullName;
         File.WriteAllText(Path.Combine(src, "x.ipynb"), Solution);
@@ -43,7 +43,7 @@ public class HardeningTests : IDisposable
     }
 
     [Fact]
-    public async Task RunRefusesToWriteExecutedCopiesOverItsSources()
+    public async Task Run_refuses_to_write_executed_copies_over_its_sources()
     {
         var nb = Path.Combine(_dir, "x.ipynb");
         File.WriteAllText(nb, Solution);
@@ -53,7 +53,7 @@ public class HardeningTests : IDisposable
     }
 
     [Fact]
-    public void AtomicWriteReplacesTheFileAndLeavesNoTempFile()
+    public void Atomic_write_replaces_the_file_and_leaves_no_temp_file()
     {
         var path = Path.Combine(_dir, "a.txt");
         File.WriteAllText(path, "old");
@@ -76,7 +76,7 @@ public class HardeningTests : IDisposable
     [InlineData("0")]
     [InlineData("-3")]
     [InlineData("ten")]
-    public async Task BadTimeoutsGetOneLineAndExit2(string value)
+    public async Task Bad_timeouts_get_one_line_and_exit2(string value)
     {
         var nb = Path.Combine(_dir, "x.ipynb");
         File.WriteAllText(nb, Solution);
@@ -85,7 +85,7 @@ public class HardeningTests : IDisposable
     }
 
     [Fact]
-    public async Task RunnerRefusesATimeLimitATimerCannotHold()
+    public async Task Runner_refuses_a_time_limit_a_timer_cannot_hold()
     {
         var nb = Path.Combine(_dir, "x.ipynb");
         File.WriteAllText(nb, Solution);
@@ -95,7 +95,7 @@ public class HardeningTests : IDisposable
     }
 
     [Fact]
-    public async Task OutNamingAFileOrAnUnwritablePathGetsOneLineAndExit2()
+    public async Task Out_naming_a_file_or_an_unwritable_path_gets_one_line_and_exit2()
     {
         var nb = Path.Combine(_dir, "x.ipynb");
         File.WriteAllText(nb, Solution);
@@ -115,7 +115,7 @@ public class HardeningTests : IDisposable
     [InlineData("""{"cells":[{"cell_type":"code","source":["a",2],"metadata":{},"outputs":[]}],"metadata":{"kernelspec":{"name":".net-csharp"}},"nbformat":4,"nbformat_minor":5}""", "cell 1 has a \"source\"")]
     [InlineData("""{"cells":[{"cell_type":"code","source":"a","metadata":{"tags":[3]},"outputs":[]}],"metadata":{"kernelspec":{"name":".net-csharp"}},"nbformat":4,"nbformat_minor":5}""", "metadata.tags")]
     [InlineData("""{"cells":[],"metadata":{"kernelspec":{"name":".net-csharp"}},"nbformat":4.5,"nbformat_minor":5}""", "nbformat 4.5 is not supported")]
-    public async Task WrongJsonTypesInANotebookGetOneLineAndExit2(string json, string expected)
+    public async Task Wrong_json_types_in_a_notebook_get_one_line_and_exit2(string json, string expected)
     {
         var nb = Path.Combine(_dir, "bad.ipynb");
         File.WriteAllText(nb, json);
@@ -125,7 +125,7 @@ public class HardeningTests : IDisposable
     }
 
     [Fact]
-    public async Task ATimedOutRunsReportShowsOnlyThisRun()
+    public async Task A_timed_out_runs_report_shows_only_this_run()
     {
         var nb = TestNotebooks.Write(_dir, "slow.ipynb", "System.Threading.Thread.Sleep(120_000);");
         var outDir = Directory.CreateDirectory(Path.Combine(_dir, "o")).FullName;
@@ -150,7 +150,7 @@ public class HardeningTests : IDisposable
     [Theory]
     [InlineData("TERM")]
     [InlineData("KILL")]
-    public async Task TheNotebookHostDiesWithTheRunner(string signal)
+    public async Task The_notebook_host_dies_with_the_runner(string signal)
     {
         var started = Path.Combine(_dir, "started");
         var nb = TestNotebooks.Write(_dir, "loop.ipynb", $"System.IO.File.WriteAllText(@\"{started}\", \"1\"); long n = 0; while (true) {{ n++; }}");
@@ -204,7 +204,7 @@ public class HardeningTests : IDisposable
     }
 
     [Fact]
-    public void EveryDeclaredOptionAppearsInItsCommandsHelp()
+    public void Every_declared_option_appears_in_its_commands_help()
     {
         var root = Program.BuildCommandLine();
         foreach (var command in root.Subcommands.Where(c => !c.Hidden))
@@ -227,11 +227,11 @@ public class HardeningTests : IDisposable
     [InlineData(new[] { "export" }, "export needs exactly one edition")]
     [InlineData(new[] { "export", "--learner", "--charts" }, "export needs exactly one edition")]
     [InlineData(new[] { "launch" }, "launch")]
-    public async Task BadArgumentsGetOneLineAndExit2(string[] args, string expected) =>
+    public async Task Bad_arguments_get_one_line_and_exit2(string[] args, string expected) =>
         CliProcess.AssertOneLineError(await CliProcess.RunAsync(args), expected);
 
     [Fact]
-    public async Task HiddenCommandsStillWork()
+    public async Task Hidden_commands_still_work()
     {
         var r = await CliProcess.RunAsync("__verify-torch");
         Assert.True(r.Exit == 0, r.Stderr);

@@ -6,7 +6,7 @@ namespace SafetyNotebooks.Cli.Tests.Notebooks;
 public class LearnerExporterTests
 {
     [Fact]
-    public void SolutionRegionBecomesAnIndentedStub()
+    public void Solution_region_becomes_an_indented_stub()
     {
         var source = "double Square(double x)\n{\n    // BEGIN SOLUTION\n    var y = x * x;\n    return y;\n    // END SOLUTION\n}";
         var (text, n) = LearnerExporter.StripSolutions(source);
@@ -15,7 +15,7 @@ public class LearnerExporterTests
     }
 
     [Fact]
-    public void UnbalancedMarkersNameTheNotebookAndCell()
+    public void Unbalanced_markers_name_the_notebook_and_cell()
     {
         var open = Assert.Throws<UserError>(() => LearnerExporter.StripSolutions("// BEGIN SOLUTION\nx", "n.ipynb", 4));
         Assert.Contains("n.ipynb, cell 4", open.Message);
@@ -24,7 +24,7 @@ public class LearnerExporterTests
     }
 
     [Fact]
-    public void ExportHidesSolutionsClearsOutputsAndLeavesTheInputAlone()
+    public void Export_hides_solutions_clears_outputs_and_leaves_the_input_alone()
     {
         var doc = NotebookDocument.Parse(TestNotebooks.Json(
             "md:# Lesson", "int F() {\n// BEGIN SOLUTION\nreturn 1;\n// END SOLUTION\n}", "tag:solution|var secret = 42;", "tag:solution|md:The answer is 42", "F()"), "l.ipynb");
@@ -45,7 +45,7 @@ public class LearnerExporterTests
 public class LearnerReferenceTests
 {
     [Fact]
-    public void RelativeLibraryReferencesAreRebasedForTheOutputFolder()
+    public void Relative_library_references_are_rebased_for_the_output_folder()
     {
         var src = "#r \"../src/Lib/bin/Lib.dll\"\n#r \"nuget:Foo, 1.0\"\nvar x = 1;";
         var text = LearnerExporter.RebaseReferences(src, "/repo/notebooks", "/repo/artifacts/learner");

@@ -8,14 +8,14 @@ public class NotebookDocumentTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, true);
 
     [Fact]
-    public void MissingFileNamesThePath()
+    public void Missing_file_names_the_path()
     {
         var e = Assert.Throws<UserError>(() => NotebookDocument.Load(Path.Combine(_dir, "nope.ipynb")));
         Assert.Contains("nope.ipynb: no such file", e.Message);
     }
 
     [Fact]
-    public void NonNotebookFileIsRejected()
+    public void Non_notebook_file_is_rejected()
     {
         var p = Path.Combine(_dir, "notes.txt");
         File.WriteAllText(p, "hello");
@@ -23,7 +23,7 @@ public class NotebookDocumentTests : IDisposable
     }
 
     [Fact]
-    public void InvalidJsonGivesLineAndFix()
+    public void Invalid_json_gives_line_and_fix()
     {
         var p = Path.Combine(_dir, "bad.ipynb");
         File.WriteAllText(p, "{\n \"cells\": [\n  {\"cell_type\": \"code\",, }\n ]\n}");
@@ -34,7 +34,7 @@ public class NotebookDocumentTests : IDisposable
     }
 
     [Fact]
-    public void ANotebookForAnotherKernelIsRejected()
+    public void A_notebook_for_another_kernel_is_rejected()
     {
         var p = Path.Combine(_dir, "py.ipynb");
         File.WriteAllText(p, """{"cells":[],"metadata":{"kernelspec":{"name":"python3","language":"python"}},"nbformat":4,"nbformat_minor":5}""");
@@ -43,7 +43,7 @@ public class NotebookDocumentTests : IDisposable
     }
 
     [Fact]
-    public void OldNbformatAndMissingCellsAreRejected()
+    public void Old_nbformat_and_missing_cells_are_rejected()
     {
         Assert.Contains("nbformat 3", Assert.Throws<UserError>(() => NotebookDocument.Parse("""{"cells":[],"nbformat":3}""", "x.ipynb")).Message);
         Assert.Contains("no \"cells\"", Assert.Throws<UserError>(() => NotebookDocument.Parse("""{"nbformat":4}""", "x.ipynb")).Message);
@@ -51,7 +51,7 @@ public class NotebookDocumentTests : IDisposable
     }
 
     [Fact]
-    public void SourceAcceptsStringOrLinesAndRoundTripsUnknownMetadata()
+    public void Source_accepts_string_or_lines_and_round_trips_unknown_metadata()
     {
         var doc = NotebookDocument.Parse("""{"cells":[{"cell_type":"code","source":"a\nb","metadata":{"x":1},"outputs":[]}],"metadata":{"kernelspec":{"name":".net-csharp"},"custom":{"keep":true}},"nbformat":4,"nbformat_minor":5}""", "x.ipynb");
         var cell = (System.Text.Json.Nodes.JsonObject)doc.Cells[0]!;
@@ -62,7 +62,7 @@ public class NotebookDocumentTests : IDisposable
     }
 
     [Fact]
-    public void DiscoverFindsNotebooksInOrderAndSkipsCheckpoints()
+    public void Discover_finds_notebooks_in_order_and_skips_checkpoints()
     {
         TestNotebooks.Write(_dir, "b.ipynb");
         TestNotebooks.Write(_dir, "a.ipynb");

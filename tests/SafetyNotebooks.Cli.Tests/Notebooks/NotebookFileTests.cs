@@ -17,7 +17,7 @@ public class NotebookFileTests
 
     [Theory]
     [MemberData(nameof(Committed))]
-    public void CommittedNotebookIsValidNbformat45WithUniqueCellIds(string notebook)
+    public void Committed_notebook_is_valid_nbformat45_with_unique_cell_ids(string notebook)
     {
         var text = File.ReadAllText(Path.Combine(TestNotebooks.RepoRoot, "notebooks", notebook));
         NbformatSchema.AssertValid(text, notebook); // the schema requires an id on every cell
@@ -28,14 +28,14 @@ public class NotebookFileTests
 
     [Theory]
     [MemberData(nameof(Committed))]
-    public void LearnerEditionIsValidNbformat45(string notebook)
+    public void Learner_edition_is_valid_nbformat45(string notebook)
     {
         var (learner, _) = LearnerExporter.Export(NotebookDocument.Load(Path.Combine(TestNotebooks.RepoRoot, "notebooks", notebook)));
         NbformatSchema.AssertValid(learner.ToJson(), "learner edition of " + notebook);
     }
 
     [Fact]
-    public void TheSchemaRejectsACellWithoutAnId()
+    public void The_schema_rejects_a_cell_without_an_id()
     {
         // The check itself can fail: the old committed form (no ids) is invalid 4.5.
         var json = """{"cells":[{"cell_type":"markdown","metadata":{},"source":["x"]}],"metadata":{},"nbformat":4,"nbformat_minor":5}""";
@@ -43,7 +43,7 @@ public class NotebookFileTests
     }
 
     [Fact]
-    public void MissingIdsAreAddedDeterministicallyAndUniquelyAndValidIdsAreKept()
+    public void Missing_ids_are_added_deterministically_and_uniquely_and_valid_ids_are_kept()
     {
         var json = """{"cells":[{"cell_type":"code","metadata":{},"outputs":[],"execution_count":null,"source":"x"},{"cell_type":"code","metadata":{},"outputs":[],"execution_count":null,"source":"x"},{"cell_type":"markdown","id":"keep-me_1","metadata":{},"source":"y"},{"cell_type":"markdown","id":"keep-me_1","metadata":{},"source":"z"},{"cell_type":"markdown","id":"bad id!","metadata":{},"source":"w"}],"metadata":{"kernelspec":{"name":".net-csharp","display_name":"C#"}},"nbformat":4,"nbformat_minor":4}""";
         var a = NotebookDocument.Parse(json, "a.ipynb");
@@ -58,7 +58,7 @@ public class NotebookFileTests
     }
 
     [Fact]
-    public async Task ExecutedCopyIsValidNbformat45()
+    public async Task Executed_copy_is_valid_nbformat45()
     {
         var doc = NotebookDocument.Parse(TestNotebooks.Json(
             "md:# t", "Console.WriteLine(\"out\"); Console.Error.WriteLine(\"err\");", "display(\"shown\"); 6 * 7", "throw new Exception(\"boom\");"), "e.ipynb");

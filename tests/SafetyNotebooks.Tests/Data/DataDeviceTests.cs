@@ -17,7 +17,7 @@ public class DataDeviceTests
     static readonly Device Meta = new("meta");
 
     [Theory, MemberData(nameof(SyntheticTasksTests.AllTasks), MemberType = typeof(SyntheticTasksTests))]
-    public void Tasks_CreateBatchesOnTheGivenDevice(ISyntheticTask task)
+    public void Tasks_create_batches_on_the_given_device(ISyntheticTask task)
     {
         using var b = task.Generate(4, new Random(1), Meta);
         Assert.Equal(DeviceType.META, b.Tokens.device_type);
@@ -31,7 +31,7 @@ public class DataDeviceTests
     }
 
     [Fact]
-    public void TokenWindows_RepeatedTokens_AndSplits_HonourTheDevice()
+    public void Token_windows_repeated_tokens_and_splits_honour_the_device()
     {
         using var w = TokenWindows.Sample(Enumerable.Range(0, 50).ToArray(), 3, 5, new Random(0), Meta);
         Assert.Equal(DeviceType.META, w.device_type);

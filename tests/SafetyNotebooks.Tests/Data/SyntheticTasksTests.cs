@@ -28,7 +28,7 @@ public class SyntheticTasksTests
     };
 
     [Theory, MemberData(nameof(AllTasks))]
-    public void SameSeed_IdenticalData_DifferentSeed_Different(ISyntheticTask task)
+    public void Same_seed_identical_data_different_seed_different(ISyntheticTask task)
     {
         using var a = task.Generate(32, seed: 123);
         using var b = task.Generate(32, seed: 123);
@@ -43,7 +43,7 @@ public class SyntheticTasksTests
     }
 
     [Fact]
-    public void Induction_SecondHalfRepeatsFirst_MaskWorkedByHand()
+    public void Induction_second_half_repeats_first_mask_worked_by_hand()
     {
         var task = new InductionTask(vocabSize: 10, seqLen: 3);
         using var b = task.Generate(4, seed: 1);
@@ -60,7 +60,7 @@ public class SyntheticTasksTests
     }
 
     [Fact]
-    public void RepeatedTokens_Gpt2Vocab_NeverUsesBosInBody()
+    public void Repeated_tokens_gpt2_vocab_never_uses_bos_in_body()
     {
         using var t = SyntheticTasks.RepeatedTokens(batch: 8, seqLen: 50, vocabSize: 50257, bosTokenId: 50256, seed: 0);
         Assert.Equal(new long[] { 8, 101 }, t.shape);
@@ -73,7 +73,7 @@ public class SyntheticTasksTests
     }
 
     [Fact]
-    public void ModularAddition_AnswerIsSumModP()
+    public void Modular_addition_answer_is_sum_mod_p()
     {
         var task = new ModularAdditionTask(7);
         using var b = task.Generate(50, seed: 3);
@@ -91,7 +91,7 @@ public class SyntheticTasksTests
     }
 
     [Fact]
-    public void ModularAddition_AllPairsSplit_PartitionsAllPairs()
+    public void Modular_addition_all_pairs_split_partitions_all_pairs()
     {
         var task = new ModularAdditionTask(5);
         var (train, test) = task.AllPairsSplit(0.8, seed: 0);
@@ -113,7 +113,7 @@ public class SyntheticTasksTests
     }
 
     [Fact]
-    public void Brackets_LabelsMatchIndependentChecker()
+    public void Brackets_labels_match_independent_checker()
     {
         var task = new BalancedBracketsTask(10);
         using var b = task.Generate(400, seed: 9);
@@ -141,7 +141,7 @@ public class SyntheticTasksTests
     [InlineData(SequenceTransform.Copy)]
     [InlineData(SequenceTransform.Reverse)]
     [InlineData(SequenceTransform.Sort)]
-    public void SequenceTransforms_OutputWorkedOut(SequenceTransform kind)
+    public void Sequence_transforms_output_worked_out(SequenceTransform kind)
     {
         var task = new SequenceTransformTask(kind, numValues: 5, length: 4);
         using var b = task.Generate(20, seed: 5);
@@ -169,7 +169,7 @@ public class SyntheticTasksTests
     static long SortedAt(long[] x, int i) => x.First(v => x.Count(u => u < v) <= i && i < x.Count(u => u <= v));
 
     [Fact]
-    public void Metrics_HandWorkedLossAndAccuracy()
+    public void Metrics_hand_worked_loss_and_accuracy()
     {
         // p = 3, vocab 4; one row [1, 2, =, 0]. Logits are zero except position 2 gives token 1 a logit of 1.
         var task = new ModularAdditionTask(3);
@@ -187,7 +187,7 @@ public class SyntheticTasksTests
     }
 
     [Fact]
-    public void SequenceMetrics_HandWorked()
+    public void Sequence_metrics_hand_worked()
     {
         // copy task, length 2, values 0..2 (<bos>=3, |=4). Rows: [3,0,1,4,0,1] and [3,2,2,4,2,2].
         var task = new SequenceTransformTask(SequenceTransform.Copy, 3, 2);
@@ -206,7 +206,7 @@ public class SyntheticTasksTests
 public class TokenWindowsTests
 {
     [Fact]
-    public void WindowsAreContiguousSlices_AndSeeded()
+    public void Windows_are_contiguous_slices_and_seeded()
     {
         TorchRuntime.EnsureLoaded();
         var ids = Enumerable.Range(100, 50).ToArray(); // 100..149, so a window starting at s is s+100, s+101, …

@@ -157,7 +157,7 @@ public class SafetensorsHardeningTests : IDisposable
     }
 
     [Fact]
-    public void AtomicFile_leaves_the_old_file_when_the_writer_fails_midway()
+    public void Atomic_file_leaves_the_old_file_when_the_writer_fails_midway()
     {
         var path = PathOf("notes.txt");
         AtomicFile.WriteAllText(path, "first");

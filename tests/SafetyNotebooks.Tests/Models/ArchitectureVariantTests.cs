@@ -43,7 +43,7 @@ public class ArchitectureVariantTests
     }
 
     [Fact]
-    public void RMSNorm_matches_its_formula()
+    public void RMS_norm_matches_its_formula()
     {
         var m = new HookedTransformer(Small with { Normalization = NormalizationType.RMS });
         using var _ = no_grad();

@@ -45,7 +45,7 @@ public class FamilyParityTests
     }
 
     [Fact]
-    public void GptNeoX_config_is_read_from_config_json()
+    public void Gpt_NeoX_config_is_read_from_config_json()
     {
         var cfg = Models["hf-gptneox-tiny"].Value.Cfg;
         Assert.Equal((2, 32, 4, 8, 128, 512), (cfg.NLayers, cfg.DModel, cfg.NHeads, cfg.DHead, cfg.DMlp, cfg.DVocab));
@@ -129,7 +129,7 @@ public class FamilyParityTests
     }
 
     [Fact]
-    public void GptNeoX_fused_qkv_is_read_per_head_interleaved()
+    public void Gpt_NeoX_fused_qkv_is_read_per_head_interleaved()
     {
         // README: rows h*24 .. h*24+7 of query_key_value.weight are head h's query, +8..+15 its key, +16..+23 its value.
         var a = Models["hf-gptneox-tiny"].Value.blocks[1].attn;

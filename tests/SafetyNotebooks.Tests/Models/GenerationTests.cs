@@ -26,7 +26,7 @@ public class GenerationTests
     }
 
     [Fact]
-    public void Greedy_FollowsArgmax_AndLogProbsAreLogSoftmaxAtPickedTokens()
+    public void Greedy_follows_argmax_and_log_probs_are_log_softmax_at_picked_tokens()
     {
         var model = new MarkovLogits(Table);
         using var prompt = tensor(new long[] { 0, 3 }).reshape(2, 1);
@@ -40,7 +40,7 @@ public class GenerationTests
     }
 
     [Fact]
-    public void TopK1_Sampling_EqualsGreedy_AndLogProbsIgnoreTemperature()
+    public void Top_k1_sampling_equals_greedy_and_log_probs_ignore_temperature()
     {
         var model = new MarkovLogits(Table);
         using var prompt = tensor(new long[] { 1 }).reshape(1, 1);
@@ -52,7 +52,7 @@ public class GenerationTests
     }
 
     [Fact]
-    public void TopK_MasksAllButKLargest()
+    public void Top_k_masks_all_but_k_largest()
     {
         using var l = tensor(new[] { 1f, 3f, 2f, 0f }).reshape(1, 4);
         using var f = Generation.ApplyTopK(l, 2);
@@ -66,7 +66,7 @@ public class GenerationTests
     [InlineData(0.7, new[] { true, false, true, false })]    // 0.5 + 0.3 = 0.8 ≥ 0.7
     [InlineData(0.85, new[] { true, false, true, true })]    // needs 0.5 + 0.3 + 0.15
     [InlineData(1.0, new[] { true, true, true, true })]
-    public void TopP_KeepsSmallestNucleus(double p, bool[] kept)
+    public void Top_p_keeps_smallest_nucleus(double p, bool[] kept)
     {
         using var l = tensor(new[] { 0.3f, 0.05f, 0.5f, 0.15f }).log().reshape(1, 4);
         using var f = Generation.ApplyTopP(l, p);
@@ -74,7 +74,7 @@ public class GenerationTests
     }
 
     [Fact]
-    public void StopsAtEos_PerRow_PaddingFinishedRows()
+    public void Stops_at_eos_per_row_padding_finished_rows()
     {
         // EOS = 3. Greedy: row 0 prompt 1 → 3 (done); row 1 prompt 2 → 1 → 3 (done). Stops after 2 new tokens.
         var model = new MarkovLogits(Table);
@@ -87,7 +87,7 @@ public class GenerationTests
     }
 
     [Fact]
-    public void SameSeed_SameSamples_DifferentSeed_Differs()
+    public void Same_seed_same_samples_different_seed_differs()
     {
         var model = new MarkovLogits(new float[4, 4]); // uniform
         using var prompt = zeros(new long[] { 3, 1 }, dtype: ScalarType.Int64);
@@ -103,7 +103,7 @@ public class GenerationTests
     }
 
     [Fact]
-    public void GenerateText_WithSyntheticTokenizer()
+    public void Generate_text_with_synthetic_tokenizer()
     {
         // tokens t0..t2 plus <bos> = 3, also used as EOS here.
         var tok = new SafetyNotebooks.Tokenization.SyntheticTokenizer(3, new[] { "<bos>" }, bosToken: "<bos>", eosToken: "<bos>");
@@ -115,7 +115,7 @@ public class GenerationTests
     }
 
     [Fact]
-    public void ContextWindow_CropsInput()
+    public void Context_window_crops_input()
     {
         var model = new MarkovLogits(Table);
         using var prompt = zeros(new long[] { 1, 6 }, dtype: ScalarType.Int64);
@@ -147,7 +147,7 @@ public class GenerationPenaltyAndBeamTests
     }
 
     [Fact]
-    public void RepetitionPenalty_divides_positive_and_multiplies_negative_logits_of_present_tokens()
+    public void Repetition_penalty_divides_positive_and_multiplies_negative_logits_of_present_tokens()
     {
         using var logits = tensor(new[] { 2f, -1f, 0.5f, -2f }).unsqueeze(0);
         using var present = tensor(new[] { true, true, false, false }).unsqueeze(0);
@@ -156,7 +156,7 @@ public class GenerationPenaltyAndBeamTests
     }
 
     [Fact]
-    public void RepetitionPenalty_changes_greedy_choices_as_worked_by_hand()
+    public void Repetition_penalty_changes_greedy_choices_as_worked_by_hand()
     {
         // Prompt 0 3: row 3 = {2, 0, 1, 1}; 0 and 3 are present → {0.67, 0, 1, 0.33} → 2. Then row 2 = {0, 3, 1, 0}: 1 is new → 1.
         // Then row 1 = {0.5, 0, 0, 1.5}, all present → {0.17, 0, 0, 0.5} → 3.
@@ -165,7 +165,7 @@ public class GenerationPenaltyAndBeamTests
     }
 
     [Fact]
-    public void FrequencyPresencePenalty_follows_openai_formula()
+    public void Frequency_presence_penalty_follows_openai_formula()
     {
         using var logits = ones(1, 4);
         using var counts = tensor(new[] { 0f, 1f, 3f, 0f }).unsqueeze(0);
@@ -175,7 +175,7 @@ public class GenerationPenaltyAndBeamTests
     }
 
     [Fact]
-    public void FrequencyPresencePenalty_count_generated_tokens_only()
+    public void Frequency_presence_penalty_count_generated_tokens_only()
     {
         // Prompt 3 3 1: row 1 = {0.5, 0, 0, 1.5} → 3 (3 only appears in the prompt, which OpenAI's penalties ignore).
         // Counting the prompt would give 3 → 1.5 − 2 − 5 and pick 0 instead.
@@ -183,7 +183,7 @@ public class GenerationPenaltyAndBeamTests
     }
 
     [Fact]
-    public void FrequencyPenalty_grows_with_each_repetition()
+    public void Frequency_penalty_grows_with_each_repetition()
     {
         // Self-loop 0 → 0 (1.0 vs 0.5 for 1). Frequency 0.3: 0 (1.0), 0 (0.7), then 0 at 0.4 loses to 1 (0.5);
         // from 1: {0 − 0.6, 1 − 0.3, 0.9, 0} → 2. Without the penalty: 0 forever.

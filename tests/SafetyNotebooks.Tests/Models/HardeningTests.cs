@@ -113,7 +113,7 @@ public class HardeningTests : IDisposable
     }
 
     [Fact]
-    public void An_unallocatable_context_length_names_NCtx()
+    public void An_unallocatable_context_length_names_n_ctx()
     {
         var e = Assert.Throws<InsufficientMemoryException>(() => new HookedTransformer(Cfg with { NCtx = 2_000_000_000 }));
         Assert.Contains("NCtx = 2000000000", e.Message);

@@ -62,7 +62,7 @@ public class HookAndCacheTests
     }
 
     [Fact]
-    public void DecomposeResid_and_head_results_sum_to_the_residual()
+    public void Decompose_resid_and_head_results_sum_to_the_residual()
     {
         using var _ = no_grad();
         var (_, cache) = Model.Value.RunWithCache(Tokens);
@@ -241,7 +241,7 @@ public class HookAndCacheTests
     }
 
     [Fact]
-    public void LogitAttrs_of_decomposed_residual_recover_the_logits()
+    public void Logit_attrs_of_decomposed_residual_recover_the_logits()
     {
         using var _ = no_grad();
         var m = Gpt2ParityTests.LoadFixtureModel().ProcessWeights();

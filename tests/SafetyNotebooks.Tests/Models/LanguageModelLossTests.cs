@@ -18,7 +18,7 @@ public class LanguageModelLossTests
         (tensor(new[] { 1f, 2f, 3f, 0f, 0f, (float)Math.Log(2), 9f, 9f, 9f }).reshape(1, 3, 3), tensor(new long[] { 0, 2, 1 }).reshape(1, 3));
 
     [Fact]
-    public void PerToken_And_Mean_MatchHandComputedCrossEntropy()
+    public void Per_token_and_mean_match_hand_computed_cross_entropy()
     {
         var (logits, tokens) = Example();
         var per = LanguageModelLoss.PerToken(logits, tokens).data<float>().ToArray();
@@ -32,7 +32,7 @@ public class LanguageModelLossTests
     }
 
     [Fact]
-    public void Mean_WithTargetMask_AveragesOnlyTargets_AndCountsThem()
+    public void Mean_with_target_mask_averages_only_targets_and_counts_them()
     {
         var (logits, tokens) = Example();
         using var mask = tensor(new[] { false, false, true }).reshape(1, 3);   // only token 2 (predicted by position 1)
@@ -45,7 +45,7 @@ public class LanguageModelLossTests
     }
 
     [Fact]
-    public void MismatchedShapes_GiveAClearError()
+    public void Mismatched_shapes_give_a_clear_error()
     {
         var (logits, _) = Example();
         var e = Assert.Throws<ArgumentException>(() => LanguageModelLoss.PerToken(logits, tensor(new long[] { 0, 1 }).reshape(1, 2)));

@@ -116,7 +116,7 @@ public class PaddingAndKvCacheTests
     }
 
     [Fact]
-    public void RunWithCache_takes_the_mask()
+    public void Run_with_cache_takes_the_mask()
     {
         using var _ = no_grad();
         var model = Model.Value;
@@ -216,7 +216,7 @@ public class PartialForwardTests
     static double MaxAbs(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
 
     [Fact]
-    public void StopAtLayer_returns_resid_pre_and_StartAtLayer_resumes_from_it()
+    public void Stop_at_layer_returns_resid_pre_and_start_at_layer_resumes_from_it()
     {
         using var _ = no_grad();
         var model = HookedTransformer.FromPretrained(TestPaths.Fixture("hf-gpt2-tiny"));

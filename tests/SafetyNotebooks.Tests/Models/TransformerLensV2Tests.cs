@@ -47,7 +47,7 @@ public class TransformerLensV2Tests
     // ---- hook_normalized placement ------------------------------------------------------------------------------
 
     [Fact]
-    public void LayerNorm_hook_normalized_is_the_centered_scaled_input_before_weight_and_bias()
+    public void Layer_norm_hook_normalized_is_the_centered_scaled_input_before_weight_and_bias()
     {
         using var _ = no_grad();
         var m = RawModelWithAffineNorms();
@@ -67,7 +67,7 @@ public class TransformerLensV2Tests
     }
 
     [Fact]
-    public void RMSNorm_hook_normalized_fires_before_the_weight()
+    public void RMS_norm_hook_normalized_fires_before_the_weight()
     {
         using var _ = no_grad();
         var m = TinyModel(NormalizationType.RMS);
@@ -85,7 +85,7 @@ public class TransformerLensV2Tests
     // ---- FoldLayerNorm keeps hooks ------------------------------------------------------------------------------
 
     [Fact]
-    public void FoldLayerNorm_keeps_temporary_and_permanent_norm_hooks()
+    public void Fold_layer_norm_keeps_temporary_and_permanent_norm_hooks()
     {
         using var _ = no_grad();
         var m = RawModelWithAffineNorms();
@@ -109,7 +109,7 @@ public class TransformerLensV2Tests
     // ---- ApplyLnToStack / LogitAttrs on raw and processed weights -----------------------------------------------
 
     [Fact]
-    public void ApplyLnToStack_refuses_a_stack_that_would_broadcast_and_takes_a_position_slice()
+    public void Apply_ln_to_stack_refuses_a_stack_that_would_broadcast_and_takes_a_position_slice()
     {
         using var _ = no_grad();
         var m = RawModelWithAffineNorms();
@@ -201,7 +201,7 @@ public class TransformerLensV2Tests
     // ---- negative layers ----------------------------------------------------------------------------------------
 
     [Fact]
-    public void Negative_layers_count_from_the_end_in_the_cache_but_not_in_GetActName()
+    public void Negative_layers_count_from_the_end_in_the_cache_but_not_in_get_act_name()
     {
         using var _ = no_grad();
         var m = Gpt2ParityTests.LoadFixtureModel();
@@ -343,7 +343,7 @@ public class TransformerLensV2Tests
     // ---- cache helpers ------------------------------------------------------------------------------------------
 
     [Fact]
-    public void StackActivation_RemoveBatchDim_and_neuron_and_full_decompositions_add_up()
+    public void Stack_activation_remove_batch_dim_and_neuron_and_full_decompositions_add_up()
     {
         using var _ = no_grad();
         var m = Gpt2ParityTests.LoadFixtureModel();
@@ -389,7 +389,7 @@ public class TransformerLensV2Tests
     // ---- FactoredMatrix -----------------------------------------------------------------------------------------
 
     [Fact]
-    public void FactoredMatrix_agrees_with_the_formed_product()
+    public void Factored_matrix_agrees_with_the_formed_product()
     {
         using var _ = no_grad();
         var gen = new Generator(11);
@@ -447,7 +447,7 @@ public class TransformerLensV2Tests
         Gpt2ConfigChecks.RefuseUnsupportedAttention((JsonObject)JsonNode.Parse(json)!, "config.json");
 
     [Fact]
-    public void FromPretrained_refuses_a_GPT2_config_whose_attention_we_would_compute_wrongly()
+    public void From_pretrained_refuses_a_GPT2_config_whose_attention_we_would_compute_wrongly()
     {
         var dir = Directory.CreateTempSubdirectory("sn-gpt2-flags-").FullName;
         try

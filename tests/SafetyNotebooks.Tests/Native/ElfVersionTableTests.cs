@@ -85,7 +85,7 @@ public class ElfVersionTableTests : IDisposable
     }
 
     [Fact]
-    public void ReadsEveryVersionNeedWithItsFileFlagsAndOffset()
+    public void Reads_every_version_need_with_its_file_flags_and_offset()
     {
         var (path, offsets) = BuildElf(_dir, ("GLIBCXX_3.4.30", 0), ("GLIBCXX_3.4.32", 0), ("CXXABI_1.3.13", 2));
         var needs = ElfVersionTable.ReadNeeds(path);
@@ -96,7 +96,7 @@ public class ElfVersionTableTests : IDisposable
     }
 
     [Fact]
-    public void MarkWeakSetsOnlyTheWeakBitOfOnlyThatEntry()
+    public void Mark_weak_sets_only_the_weak_bit_of_only_that_entry()
     {
         var (path, offsets) = BuildElf(_dir, ("GLIBCXX_3.4.30", 0), ("GLIBCXX_3.4.32", 0x1));
         var before = File.ReadAllBytes(path);
@@ -110,7 +110,7 @@ public class ElfVersionTableTests : IDisposable
     }
 
     [Fact]
-    public void ApplyIsNotNeededWhenTheSystemProvidesTheVersion()
+    public void Apply_is_not_needed_when_the_system_provides_the_version()
     {
         var (path, _) = BuildElf(_dir, ("GLIBCXX_3.4.32", 0));
         var std = FakeLibStdCxx(_dir, "GLIBCXX_3.4.30", "GLIBCXX_3.4.32", "CXXABI_1.3.13");
@@ -119,7 +119,7 @@ public class ElfVersionTableTests : IDisposable
     }
 
     [Fact]
-    public void ApplyWeakensTheOneKnownSafeVersionThenReportsAlreadyApplied()
+    public void Apply_weakens_the_one_known_safe_version_then_reports_already_applied()
     {
         var (path, _) = BuildElf(_dir, ("GLIBCXX_3.4.30", 0), ("GLIBCXX_3.4.32", 0));
         var std = FakeLibStdCxx(_dir, "GLIBCXX_3.4.29", "GLIBCXX_3.4.30");
@@ -131,7 +131,7 @@ public class ElfVersionTableTests : IDisposable
     }
 
     [Fact]
-    public void ApplyRefusesWhenAnotherVersionIsMissingAndNamesTheFix()
+    public void Apply_refuses_when_another_version_is_missing_and_names_the_fix()
     {
         var (path, _) = BuildElf(_dir, ("GLIBCXX_3.4.31", 0), ("GLIBCXX_3.4.32", 0));
         var std = FakeLibStdCxx(_dir, "GLIBCXX_3.4.30");
@@ -142,7 +142,7 @@ public class ElfVersionTableTests : IDisposable
     }
 
     [Fact]
-    public void TruncatedOrForeignFilesGiveAClearError()
+    public void Truncated_or_foreign_files_give_a_clear_error()
     {
         var (path, _) = BuildElf(_dir, ("GLIBCXX_3.4.32", 0));
         var bytes = File.ReadAllBytes(path);
@@ -157,7 +157,7 @@ public class ElfVersionTableTests : IDisposable
     }
 
     [Fact]
-    public void TheShippedTorchSharpLibraryNeedsGlibcxx3432AndLoadsHere()
+    public void The_shipped_TorchSharp_library_needs_glibcxx3432_and_loads_here()
     {
         // The real file from the NuGet cache: the need exists (that is the Debian 12 problem) and,
         // on a system without GLIBCXX_3.4.32, the build must have marked it weak.

@@ -5,7 +5,7 @@ namespace SafetyNotebooks.Tests.Plotting;
 public class OfflineHtmlTests
 {
     [Fact]
-    public void TheEmbeddedPlotlyJsIsTheRealLibraryAndNeedsNoNetwork()
+    public void The_embedded_Plotly_js_is_the_real_library_and_needs_no_network()
     {
         var js = OfflineHtml.PlotlyJs;
         Assert.True(js.Length > 1_000_000, "plotly.min.js is over 1 MB");
@@ -18,7 +18,7 @@ public class OfflineHtmlTests
     }
 
     [Fact]
-    public void AChartDivCarriesItsDataTitleAndAxisTitles()
+    public void A_chart_div_carries_its_data_title_and_axis_titles()
     {
         var chart = Plots.Line("Loss curve", "step", "loss (nats)", new double[] { 3, 2, 1 }, "train");
         var html = OfflineHtml.ChartDiv(chart);
@@ -30,7 +30,7 @@ public class OfflineHtmlTests
     }
 
     [Fact]
-    public void ScatterWritesLabelsNextToPointsOnlyWhenAsked()
+    public void Scatter_writes_labels_next_to_points_only_when_asked()
     {
         var labels = new[] { "zero", "one" };
         var hover = OfflineHtml.ChartDiv(Plots.Scatter("t", "x (units)", "y (units)", new double[] { 0, 1 }, new double[] { 1, 0 }, labels));
@@ -41,7 +41,7 @@ public class OfflineHtmlTests
     }
 
     [Fact]
-    public void HeatmapRejectsMismatchedLabels()
+    public void Heatmap_rejects_mismatched_labels()
     {
         var e = Assert.Throws<ArgumentException>(() => Plots.Heatmap("t", "x", "y", new double[2, 3], new[] { "a", "b" }));
         Assert.Contains("2×3", e.Message);

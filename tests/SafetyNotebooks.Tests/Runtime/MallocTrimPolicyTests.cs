@@ -11,7 +11,7 @@ public class MallocTrimPolicyTests
     static bool LinuxX64 => RuntimeInformation.IsOSPlatform(OSPlatform.Linux) && RuntimeInformation.ProcessArchitecture == Architecture.X64;
 
     [Fact]
-    public void StartsWhenTorchSharpLoads_OnLinuxX64()
+    public void Starts_when_TorchSharp_loads_on_linux_x64()
     {
         TorchRuntime.EnsureLoaded();
         if (!LinuxX64) { Assert.False(MallocTrimPolicy.IsOn); return; }
@@ -31,11 +31,11 @@ public class MallocTrimPolicyTests
     // level 1000 MB: 1,532 MB
     [InlineData(1000, 1500, false)]
     [InlineData(1000, 1600, true)]
-    public void TrimsOnlyWhenRssOutgrowsItsLevel(double levelMb, double rssMb, bool expected) =>
+    public void Trims_only_when_rss_outgrows_its_level(double levelMb, double rssMb, bool expected) =>
         Assert.Equal(expected, MallocTrimPolicy.ShouldTrim(rssMb, levelMb));
 
     [SkippableFact]
-    public void FreedTensorMemoryThatGlibcKeeps_IsReturnedToTheSystem_ByATrim()
+    public void Freed_tensor_memory_that_glibc_keeps_is_returned_to_the_system_by_a_trim()
     {
         Skip.If(!LinuxX64 || !MallocTrimPolicy.IsOn, $"the malloc trim policy is not on here ({MallocTrimPolicy.Status})");
         TorchRuntime.EnsureLoaded();

@@ -6,7 +6,7 @@ namespace SafetyNotebooks.Tests.Runtime;
 public class MklVendorCheckTests
 {
     [Fact]
-    public void MatmulOnTheFastKernelsMatchesANaiveLoop()
+    public void Matmul_on_the_fast_kernels_matches_a_naive_loop()
     {
         // Whatever kernels MKL picked (the AMD change selects AVX-512 ones here), results must match a plain
         // triple loop in double precision. Sizes are odd on purpose, to exercise kernel edge handling.
@@ -28,7 +28,7 @@ public class MklVendorCheckTests
     }
 
     [SkippableFact]
-    public void TheChangeIsAppliedExactlyOnAmdCpusUnlessOptedOut()
+    public void The_change_is_applied_exactly_on_amd_cpus_unless_opted_out()
     {
         TorchRuntime.EnsureLoaded();
         bool amd = File.ReadLines("/proc/cpuinfo").First(l => l.StartsWith("vendor_id")).Contains("AuthenticAMD");

@@ -5,7 +5,7 @@ namespace SafetyNotebooks.Tests.Runtime;
 public class ProgressTests
 {
     [Fact]
-    public void RedirectedConsoleGetsAboutOneLinePerTenthNotOnePerStep()
+    public void Redirected_console_gets_about_one_line_per_tenth_not_one_per_step()
     {
         var w = new StringWriter();
         using (var p = Progress.Start("train", 1000, new ConsoleProgressSink(w, inPlace: false)))
@@ -17,7 +17,7 @@ public class ProgressTests
     }
 
     [Fact]
-    public void LineShowsPercentBarStepsAndMetrics()
+    public void Line_shows_percent_bar_steps_and_metrics()
     {
         var u = new ProgressUpdate("fit", 25, 100, TimeSpan.FromSeconds(10), new Dictionary<string, double> { ["loss"] = 0.5 }, false);
         var line = u.ToLine(barWidth: 8);
@@ -27,7 +27,7 @@ public class ProgressTests
     }
 
     [Fact]
-    public void QuickModeFollowsTheEnvironmentVariable()
+    public void Quick_mode_follows_the_environment_variable()
     {
         var old = Environment.GetEnvironmentVariable(QuickMode.EnvironmentVariable);
         try
@@ -43,7 +43,7 @@ public class ProgressTests
     }
 
     [Fact]
-    public void SameSeedSameNumbers()
+    public void Same_seed_same_numbers()
     {
         Seeds.Set(7);
         var a = TorchSharp.torch.randn(5).data<float>().ToArray();

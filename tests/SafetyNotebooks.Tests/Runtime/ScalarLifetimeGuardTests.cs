@@ -6,7 +6,7 @@ namespace SafetyNotebooks.Tests.Runtime;
 public class ScalarLifetimeGuardTests
 {
     [SkippableFact]
-    public void TensorArithmeticSurvivesGarbageCollectionsFromAnotherThread()
+    public void Tensor_arithmetic_survives_garbage_collections_from_another_thread()
     {
         // Without the guard this loop fails within about 12,000 additions on this machine
         // ("Expected false to be true" from c10::Scalar), because TorchSharp's implicit alpha Scalar is

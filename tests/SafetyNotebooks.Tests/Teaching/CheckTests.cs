@@ -9,7 +9,7 @@ public class CheckTests
     public CheckTests() { SafetyNotebooks.Runtime.TorchRuntime.EnsureLoaded(); Check.Out = TextWriter.Null; Exercises.Out = TextWriter.Null; }
 
     [Fact]
-    public void CloseFailsWithExpectedGotAndHint()
+    public void Close_fails_with_expected_got_and_hint()
     {
         Check.Close(1.0005, 1.0, 1e-3, "near one");
         var e = Assert.Throws<CheckFailedException>(() => Check.Close(1.5, 1.0, 1e-3, "near one", hint: "look again"));
@@ -20,7 +20,7 @@ public class CheckTests
     }
 
     [Fact]
-    public void AllCloseReportsTheFirstMismatchIndex()
+    public void All_close_reports_the_first_mismatch_index()
     {
         var expected = tensor(new float[] { 1, 2, 3, 4 }).reshape(2, 2);
         var actual = tensor(new float[] { 1, 2, 3.5f, 4 }).reshape(2, 2);
@@ -32,7 +32,7 @@ public class CheckTests
     }
 
     [Fact]
-    public void ExerciseCheckPassesACorrectImplementationAndExplainsAWrongOne()
+    public void Exercise_check_passes_a_correct_implementation_and_explains_a_wrong_one()
     {
         // reference: softmax written out independently
         Func<Tensor, Tensor> reference = z => z.exp() / z.exp().sum(-1, keepdim: true);
@@ -48,7 +48,7 @@ public class CheckTests
     }
 
     [Fact]
-    public void ScalarExerciseCheckComparesWithAHandFormula()
+    public void Scalar_exercise_check_compares_with_a_hand_formula()
     {
         // d/dx x^2 at x = 3 is 6
         Exercises.Check<double>("derivative", x => 2 * x, x => 2 * x, r => r.NextDouble() * 10);

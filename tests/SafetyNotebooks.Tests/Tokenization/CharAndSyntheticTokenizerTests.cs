@@ -7,7 +7,7 @@ namespace SafetyNotebooks.Tests.Tokenization;
 public class CharTokenizerTests
 {
     [Fact]
-    public void Ids_AreCodePointOrder_RegardlessOfCorpusOrder()
+    public void Ids_are_code_point_order_regardless_of_corpus_order()
     {
         // distinct chars of "banana!" sorted by code point: '!'(33) 'a'(97) 'b'(98) 'n'(110)
         var a = CharTokenizer.FromCorpus("banana!");
@@ -22,7 +22,7 @@ public class CharTokenizerTests
     }
 
     [Fact]
-    public void RoundTrips_AndHandlesSurrogatePairs()
+    public void Round_trips_and_handles_surrogate_pairs()
     {
         var tok = CharTokenizer.FromCorpus("héllo 🙂");
         Assert.Equal("🙂 hé", tok.Decode(tok.Encode("🙂 hé")));
@@ -30,7 +30,7 @@ public class CharTokenizerTests
     }
 
     [Fact]
-    public void UnknownCharacter_ThrowsNamingIt()
+    public void Unknown_character_throws_naming_it()
     {
         var tok = CharTokenizer.FromAlphabet("abc");
         var e = Assert.Throws<ArgumentException>(() => tok.Encode("abz"));
@@ -39,7 +39,7 @@ public class CharTokenizerTests
     }
 
     [Fact]
-    public void WithoutSpecials_HasNoBos()
+    public void Without_specials_has_no_bos()
     {
         var tok = CharTokenizer.FromAlphabet("ab", specialTokens: false);
         Assert.Equal(2, tok.VocabSize);
@@ -51,7 +51,7 @@ public class CharTokenizerTests
 public class SyntheticTokenizerTests
 {
     [Fact]
-    public void NamesAndIds()
+    public void Names_and_ids()
     {
         var tok = new SyntheticTokenizer(5, new[] { "<bos>", "=" }, bosToken: "<bos>");
         Assert.Equal(7, tok.VocabSize);
@@ -65,7 +65,7 @@ public class SyntheticTokenizerTests
     }
 
     [Fact]
-    public void CustomNames_AndErrors()
+    public void Custom_names_and_errors()
     {
         var tok = new SyntheticTokenizer(new[] { "(", ")", "<pad>" }, padToken: "<pad>");
         Assert.Equal(2, tok.PadTokenId);
@@ -81,7 +81,7 @@ public class TokenBatchTests
     // ids: t0..t3 = 0..3, <bos> = 4, <pad> = 5
 
     [Fact]
-    public void RightPadding_WorkedByHand()
+    public void Right_padding_worked_by_hand()
     {
         TorchRuntime.EnsureLoaded();
         using var batch = Tok.ToTokens(new[] { "t1 t2 t3", "t0" });
@@ -92,7 +92,7 @@ public class TokenBatchTests
     }
 
     [Fact]
-    public void LeftPadding_WorkedByHand_NoBos()
+    public void Left_padding_worked_by_hand_no_bos()
     {
         TorchRuntime.EnsureLoaded();
         using var batch = Tok.ToTokens(new[] { "t1 t2 t3", "t0" }, prependBos: false, paddingSide: PaddingSide.Left);

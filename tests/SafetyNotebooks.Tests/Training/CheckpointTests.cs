@@ -31,7 +31,7 @@ public class CheckpointTests
     static string Temp() => Path.Combine(Path.GetTempPath(), "sn-" + Guid.NewGuid().ToString("N") + ".safetensors");
 
     [Fact]
-    public void Save_WritesSafetensorsLayout_PerSpec()
+    public void Save_writes_safetensors_layout_per_spec()
     {
         var m = new TwoTensors();
         using (no_grad()) { m.W.copy_(tensor(new[] { 1f, 2f, 3f, 4f, 5f, 6f }).reshape(2, 3)); m.Counts.copy_(tensor(new long[] { 7, -1 })); }
@@ -64,7 +64,7 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void Load_ReadsHandBuiltFile()
+    public void Load_reads_hand_built_file()
     {
         // Build a file by hand per the spec: header JSON, then bytes.
         var header = """{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"counts":{"dtype":"I64","shape":[2],"data_offsets":[24,40]}}""";
@@ -88,7 +88,7 @@ public class CheckpointTests
     }
 
     [Fact]
-    public void Load_StrictRejectsMismatch()
+    public void Load_strict_rejects_mismatch()
     {
         var path = Temp();
         try

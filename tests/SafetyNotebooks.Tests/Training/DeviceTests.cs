@@ -20,7 +20,7 @@ public class DeviceTests
     static TrainerConfig OnMeta(int steps) => new() { MaxSteps = steps, BatchSize = 4, ConsoleProgress = false, EvalEvery = 1, Device = Meta };
 
     [Fact]
-    public void LanguageModelTrainer_RunsEverySourceAndEvaluatorOnTheConfiguredDevice()
+    public void Language_model_trainer_runs_every_source_and_evaluator_on_the_configured_device()
     {
         var task = new SequenceTransformTask(SequenceTransform.Copy, 5, 3);
         var model = new TokenValueLm(task.Tokenizer.VocabSize);
@@ -44,7 +44,7 @@ public class DeviceTests
     }
 
     [Fact]
-    public void CustomObjective_TrainsOnTheConfiguredDevice()
+    public void Custom_objective_trains_on_the_configured_device()
     {
         var probe = nn.Linear(3, 1);
         var batch = new ProbeBatch(randn(8, 3).to(Meta), ones(8).to(Meta));
@@ -57,7 +57,7 @@ public class DeviceTests
     }
 
     [Fact]
-    public void DefaultDevice_IsTheModelsDevice_TheCpu()
+    public void Default_device_is_the_models_device_the_cpu()
     {
         var trainer = new Trainer(TinyModels.Bigram(4, 2, seed: 0), new TrainerConfig { ConsoleProgress = false });
         Assert.Equal(DeviceType.CPU, trainer.Device.type);

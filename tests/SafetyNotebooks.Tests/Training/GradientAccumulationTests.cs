@@ -49,7 +49,7 @@ public class GradientAccumulationTests
     }
 
     [Fact]
-    public void KMicroBatches_GiveTheSameUpdates_AsOneBigBatch()
+    public void K_micro_batches_give_the_same_updates_as_one_big_batch()
     {
         var (tokens, mask) = Data();
         var (gBig, pBig) = Run(accumulation: 1, batch: K * B, tokens, mask);
@@ -89,7 +89,7 @@ public class GradientAccumulationTests
     }
 
     [Fact]
-    public void LoggedLoss_IsTheBigBatchTokenMean()
+    public void Logged_loss_is_the_big_batch_token_mean()
     {
         var (tokens, mask) = Data();
         var model = TinyModels.Bigram(V, 5, seed: 9);

@@ -16,11 +16,11 @@ public class LrScheduleTests
     [InlineData(85, 1.4644660940672624e-4)]     // progress 0.75 → ½(1 − √2/2)
     [InlineData(110, 0.0)]                      // progress 1
     [InlineData(500, 0.0)]                      // clamped
-    public void WarmupCosine_MatchesFormula(int step, double expected) =>
+    public void Warmup_cosine_matches_formula(int step, double expected) =>
         Assert.Equal(expected, LrSchedule.WarmupCosine(step, 1e-3, 10, 110), 12);
 
     [Fact]
-    public void WarmupCosine_WithFloor()
+    public void Warmup_cosine_with_floor()
     {
         // min 1e-4: at progress ½ → 1e-4 + 0.9e-3 · ½ = 5.5e-4
         Assert.Equal(5.5e-4, LrSchedule.WarmupCosine(60, 1e-3, 10, 110, minLr: 1e-4), 12);
@@ -28,7 +28,7 @@ public class LrScheduleTests
     }
 
     [Fact]
-    public void NoWarmup_Linear_And_Constant()
+    public void No_warmup_linear_and_constant()
     {
         Assert.Equal(1e-3, LrSchedule.WarmupCosine(0, 1e-3, 0, 100), 12);
         Assert.Equal(0.75e-3, LrSchedule.WarmupLinear(25, 1e-3, 0, 100), 12);   // 1 − 25/100
@@ -37,7 +37,7 @@ public class LrScheduleTests
     }
 
     [Fact]
-    public void For_UsesConfig()
+    public void For_uses_config()
     {
         var c = new TrainerConfig { LearningRate = 2e-3, WarmupSteps = 0, MaxSteps = 100, MinLearningRateRatio = 0.1 };
         // progress 0.5: 2e-4 + (2e-3 − 2e-4) · ½ = 1.1e-3

@@ -34,7 +34,7 @@ public class ObjectiveTests
     static double Gaussian(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
     [Fact]
-    public void RewardModel_BradleyTerry_LearnsTheKnownReward()
+    public void Reward_model_bradley_terry_learns_the_known_reward()
     {
         var wStar = new[] { 1f, -2f, 0.5f, 0f, 1.5f, -1f };
         var model = nn.Linear(wStar.Length, 1, hasBias: false);
@@ -63,7 +63,7 @@ public class ObjectiveTests
     }
 
     [Fact]
-    public void LinearProbe_SeparableActivations_ReachesPerfectAccuracy()
+    public void Linear_probe_separable_activations_reaches_perfect_accuracy()
     {
         // Two Gaussian clusters at ±3·u (u a unit direction) with noise σ = 0.5 per coordinate, d = 8: the classes are
         // 3/0.5 = 6σ from the boundary along u, so the Bayes accuracy is 1 − Φ(−6) ≈ 1 − 1e-9.
@@ -95,7 +95,7 @@ public class ObjectiveTests
     }
 
     [Fact]
-    public void LinearProbe_ConvergesToClosedFormLogisticRegression()
+    public void Linear_probe_converges_to_closed_form_logistic_regression()
     {
         // 1-D activations x = +1 (4 of 5 labelled 1) and x = −1 (1 of 5 labelled 1). The maximum-likelihood logistic
         // regression solves σ(w + b) = 0.8 and σ(−w + b) = 0.2, so b = 0 and w = logit(0.8) = ln 4; the loss there is the
@@ -116,7 +116,7 @@ public class ObjectiveTests
     }
 
     [Fact]
-    public void AfterOptimizerStep_RunsAfterEveryUpdate()
+    public void After_optimizer_step_runs_after_every_update()
     {
         var probe = nn.Linear(3, 1);
         var objective = new NormalizingProbeObjective(probe);
@@ -128,7 +128,7 @@ public class ObjectiveTests
     }
 
     [Fact]
-    public void Adam_CouplesWeightDecayIntoTheGradient()
+    public void Adam_couples_weight_decay_into_the_gradient()
     {
         // Zero loss, so the gradient is only Adam's L2 term wd·w = 0.5·(2, −4) = (1, −2); Adam's first step moves each weight
         // by lr·g/|g| = lr against the sign: (2 − 0.1, −4 + 0.1). AdamW would give w·(1 − lr·wd) = (1.9, −3.8).

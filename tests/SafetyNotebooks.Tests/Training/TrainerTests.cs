@@ -32,7 +32,7 @@ public class TrainerTests
     static TrainerConfig Quiet(int steps) => new() { MaxSteps = steps, BatchSize = 8, LearningRate = 1e-2, ConsoleProgress = false, EvalEvery = 0 };
 
     [Fact]
-    public void LearnsDeterministicBigram()
+    public void Learns_deterministic_bigram()
     {
         using var data = CountingData(16, 12);
         var model = TinyModels.Bigram(V, 16, seed: 1);
@@ -44,7 +44,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void TokenStream_AndHeldOutEvaluator()
+    public void Token_stream_and_held_out_evaluator()
     {
         // stream 0,1,…,7,0,1,… : next token is (t+1) mod 8.
         var stream = Enumerable.Range(0, 400).Select(i => i % V).ToArray();
@@ -60,7 +60,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void SameSeed_IdenticalLossHistory()
+    public void Same_seed_identical_loss_history()
     {
         double[] Run()
         {
@@ -76,7 +76,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void HistoryDataFrame_HasHfNamedColumns_AndEvalEvery()
+    public void History_data_frame_has_hf_named_columns_and_eval_every()
     {
         var task = new ModularAdditionTask(5);
         using var evalBatch = task.Generate(16, seed: 99);
@@ -98,7 +98,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void GradNormLogged_BeforeClipping_AndGradientsClippedToMaxNorm_AndLrApplied()
+    public void Grad_norm_logged_before_clipping_and_gradients_clipped_to_max_norm_and_lr_applied()
     {
         // loss = 3·w0 + 4·w1 → gradient (3, 4), norm 5. MaxGradNorm 1 → stored gradient (0.6, 0.8).
         var model = new VectorParam(1f, 2f);
@@ -117,7 +117,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void WeightDecay_AppliesToMatrices_Decoupled()
+    public void Weight_decay_applies_to_matrices_decoupled()
     {
         // Zero gradient → Adam's step is 0, so the only change is AdamW's decoupled decay: w ← w·(1 − lr·wd).
         var model = new MatrixParam(2f, -4f);
@@ -131,7 +131,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void TrainedBigram_GreedyGenerationCountsUp()
+    public void Trained_bigram_greedy_generation_counts_up()
     {
         using var data = CountingData(16, 12);
         var model = TinyModels.Bigram(V, 16, seed: 1);
@@ -142,7 +142,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void ThreeHundredSteps_NoLiveTensorGrowth()
+    public void Three_hundred_steps_no_live_tensor_growth()
     {
         var task = new SequenceTransformTask(SequenceTransform.Copy, 5, 4);
         var model = TinyModels.Bigram(task.Tokenizer.VocabSize, 8, seed: 3);
@@ -158,7 +158,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void Checkpoints_WrittenEveryN_AndLoadRestoresParameters()
+    public void Checkpoints_written_every_n_and_load_restores_parameters()
     {
         var dir = Path.Combine(Path.GetTempPath(), "sn-ckpt-" + Guid.NewGuid().ToString("N"));
         try
@@ -178,7 +178,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void Checkpoint_RestoresStepAndOptimizerState_SoResumingMatchesAnUninterruptedRun()
+    public void Checkpoint_restores_step_and_optimizer_state_so_resuming_matches_an_uninterrupted_run()
     {
         var dir = Path.Combine(Path.GetTempPath(), "sn-resume-" + Guid.NewGuid().ToString("N"));
         try
