@@ -58,6 +58,28 @@ public class SplitInputHookTests
         if (fixture == "hf-llama-tiny") Assert.Equal(2, nKv);   // grouped-query: 4 query heads, 2 key/value heads
     }
 
+    [Theory]
+    [InlineData("hf-llama-tiny")]
+    [InlineData("hf-gptneox-tiny")]
+    public void Flags_on_keep_padded_batches_and_cached_generation_unchanged(string fixture)
+    {
+        using var model = Load(fixture);
+        using var scope = NewDisposeScope();
+        // Left-padded batch: row 0 has two pad positions (id 0, mask 0).
+        var tokens = Tokens(5, batch: 2, pos: 6);
+        tokens[0, ..2] = tensor(0L);
+        var mask = ones(2, 6, ScalarType.Int64);
+        mask[0, ..2] = tensor(0L);
+        var options = new GenerationOptions { MaxNewTokens = 5, DoSample = false, UseCache = true };
+        var reference = model.forward(tokens, attentionMask: mask);
+        using var refGen = Generation.Generate(model, tokens, options, mask);
+        model.SetUseSplitQkvInput(true).SetUseHookMlpIn(true);
+        var logits = model.forward(tokens, attentionMask: mask);
+        Assert.True(MaxAbs(logits[.., 2..], reference[.., 2..]) < 1e-5, $"max |Δlogit| = {MaxAbs(logits[.., 2..], reference[.., 2..])}");
+        using var gen = Generation.Generate(model, tokens, options, mask);
+        Assert.Equal(refGen.Tokens.data<long>().ToArray(), gen.Tokens.data<long>().ToArray());
+    }
+
     [Fact]
     public void Patching_one_heads_query_input_changes_only_that_heads_pattern()
     {
