@@ -144,6 +144,27 @@ public sealed partial class HookedTransformer
 
     /// <summary>Total number of hooks currently attached anywhere in the model.</summary>
     public int HookCount => _hookPoints.Values.Sum(h => h.HookCount);
+
+    /// <summary>
+    /// TransformerLens' <c>set_use_split_qkv_input</c>: turns the per-head <c>hook_q_input</c>/<c>hook_k_input</c>/<c>hook_v_input</c>
+    /// of every block on or off (<see cref="HookedTransformerConfig.UseSplitQkvInput"/>); outputs are unchanged. Returns this model.
+    /// </summary>
+    public HookedTransformer SetUseSplitQkvInput(bool useSplitQkvInput) => SetInputHookFlags(Cfg with { UseSplitQkvInput = useSplitQkvInput });
+
+    /// <summary>TransformerLens' <c>set_use_attn_in</c>: turns the per-head <c>hook_attn_in</c> of every block on or off (<see cref="HookedTransformerConfig.UseAttnIn"/>). Returns this model.</summary>
+    public HookedTransformer SetUseAttnIn(bool useAttnIn) => SetInputHookFlags(Cfg with { UseAttnIn = useAttnIn });
+
+    /// <summary>TransformerLens' <c>set_use_hook_mlp_in</c>: turns <c>hook_mlp_in</c> of every block on or off (<see cref="HookedTransformerConfig.UseHookMlpIn"/>). Returns this model.</summary>
+    public HookedTransformer SetUseHookMlpIn(bool useHookMlpIn) => SetInputHookFlags(Cfg with { UseHookMlpIn = useHookMlpIn });
+
+    HookedTransformer SetInputHookFlags(HookedTransformerConfig cfg)
+    {
+        cfg.Validate();
+        foreach (var block in _blockArray) block.SetInputHooks(cfg);
+        Cfg = cfg;
+        IndexHookPoints();
+        return this;
+    }
 }
 
 /// <summary>Hooks added by <see cref="HookedTransformer.Hooks(ValueTuple{string, Func{Tensor, HookPoint, Tensor}}[])"/>; disposing removes them.</summary>

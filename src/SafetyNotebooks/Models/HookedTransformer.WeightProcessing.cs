@@ -16,7 +16,9 @@ public sealed partial class HookedTransformer
     /// <c>TransformerBridge.enable_compatibility_mode()</c> does: folds each LayerNorm's weight and bias into the next weights,
     /// centers the weights that write to the residual stream, centers the unembedding and folds the value biases
     /// (see <see cref="ProcessWeights"/>). Log-probabilities are unchanged; logits change by a per-position constant; the
-    /// residual stream becomes centered and the norms lose their weights (<see cref="NormalizationType.LNPre"/>).
+    /// residual stream becomes centered and the norms lose their weights (<see cref="NormalizationType.LNPre"/>). On RMSNorm
+    /// models (Llama-style) the norm weights are folded (<see cref="NormalizationType.RMSPre"/>) and, as in TransformerLens,
+    /// writing weights are not centered (RMSNorm does not remove the mean); the unembedding is centered and value biases folded.
     /// Models load raw by default; call this once for analyses written against TransformerLens' processed weights.
     /// Direct logit attribution (<see cref="ActivationCache.LogitAttrs"/>, <see cref="ActivationCache.ApplyLnToStack"/>) is
     /// correct in both modes. Returns this model.
@@ -40,7 +42,9 @@ public sealed partial class HookedTransformer
     /// </summary>
     public HookedTransformer ProcessWeights(bool foldLn = true, bool centerWritingWeights = true, bool centerUnembed = true, bool foldValueBiases = true)
     {
-        if (foldLn && Cfg.Normalization == NormalizationType.LN) FoldLayerNorm();
+        // As TransformerLens' process_weights: LayerNorm and RMSNorm are folded (RMSNorm: weight only); writing weights are
+        // centered only for LayerNorm models (TL skips it with a warning otherwise: a non-centering norm sees the mean).
+        if (foldLn && Cfg.Normalization is NormalizationType.LN or NormalizationType.RMS) FoldLayerNorm();
         if (centerWritingWeights && Cfg.Normalization is NormalizationType.LN or NormalizationType.LNPre) CenterWritingWeights();
         if (centerUnembed) CenterUnembed();
         if (foldValueBiases) FoldValueBiases();
@@ -48,18 +52,24 @@ public sealed partial class HookedTransformer
     }
 
     /// <summary>
-    /// Folds each LayerNorm's weight and bias into the weights that read its output (W_Q/W_K/W_V and their biases,
-    /// W_in/b_in, W_U/b_U), then (if <paramref name="centerWeights"/>) centers those reading weights over d_model, which
-    /// is exact because LayerNorm's output has zero mean. Afterwards the norms are <see cref="LayerNormPre"/> and
-    /// <see cref="HookedTransformerConfig.Normalization"/> is <see cref="NormalizationType.LNPre"/>.
+    /// Folds each norm's weight (and, for LayerNorm, bias) into the weights that read its output (W_Q/W_K/W_V and their biases,
+    /// grouped-query W_K/W_V included; W_in/b_in and the gated MLP's W_gate; W_U/b_U), as TransformerLens' <c>fold_layer_norm</c>.
+    /// For LayerNorm, then (if <paramref name="centerWeights"/>) centers those reading weights over d_model, which is exact because
+    /// LayerNorm's output has zero mean; the norms become <see cref="LayerNormPre"/> (<see cref="NormalizationType.LNPre"/>).
+    /// For RMSNorm (Llama-style) only the weight is folded and nothing is centered (RMSNorm does not center its output; TL
+    /// folds with <c>fold_biases=False, center_weights=False</c>); the norms become <see cref="RMSNormPre"/> (<see cref="NormalizationType.RMSPre"/>).
     /// Hooks attached to the norm hook points (<c>hook_scale</c>, <c>hook_normalized</c>; temporary and permanent) move to the
     /// new layers: both activations are the same before and after folding, since <c>hook_normalized</c> fires before the affine map.
     /// </summary>
     public void FoldLayerNorm(bool centerWeights = true)
     {
-        if (Cfg.Normalization != NormalizationType.LN)
-            throw new InvalidOperationException($"FoldLayerNorm needs Normalization = LN but the model has {Cfg.Normalization} " +
-                "(already folded, or a normalization without a foldable bias).");
+        bool rms = Cfg.Normalization == NormalizationType.RMS;
+        if (Cfg.Normalization != NormalizationType.LN && !rms)
+            throw new InvalidOperationException($"FoldLayerNorm needs Normalization = LN or RMS but the model has {Cfg.Normalization} " +
+                "(already folded, or no normalization to fold).");
+        if (!rms && Cfg.GatedMlp)
+            throw new InvalidOperationException("FoldLayerNorm cannot fold a LayerNorm bias into a gated MLP: W_gate has no bias to receive it " +
+                "(TransformerLens drops that term). Use ProcessWeights(foldLn: false) for LayerNorm models with GatedMlp.");
         _unembed.Untie();
         using (var scope = NewDisposeScope())
         using (no_grad())
@@ -68,36 +78,45 @@ public sealed partial class HookedTransformer
             {
                 var a = block.attn;
                 var ln1 = block.ln1!;
-                // b_QKV[t, h, e] += Σ_d b[d] W_QKV[d, t, h, e]; W_QKV[d, ...] *= w[d]
-                a.b_QKV.add_(einsum("d,dthe->the", ln1.b!, a.W_QKV));
-                a.W_QKV.mul_(ln1.w!.view(-1, 1, 1, 1));
-                if (centerWeights) a.W_QKV.sub_(a.W_QKV.mean(new long[] { 0 }, keepdim: true));
+                // For W in (W_Q, W_K, W_V) [heads, d_model, d_head] (views of W_QKV when fused):
+                // b[h, e] += Σ_d ln.b[d] W[h, d, e]; W[h, d, e] *= ln.w[d]; then (LN) center over d_model.
+                foreach (var (w, b) in new[] { (a.W_Q, a.b_Q), (a.W_K, a.b_K), (a.W_V, a.b_V) })
+                {
+                    if (!rms) b.add_(einsum("d,hde->he", ln1.b!, w));
+                    w.mul_(ln1.w!.view(1, -1, 1));
+                    if (!rms && centerWeights) w.sub_(w.mean(new long[] { 1 }, keepdim: true));
+                }
                 if (block.mlp is { } mlp && block.ln2 is { } ln2)
                 {
-                    mlp.b_in.add_(matmul(ln2.b!, mlp.W_in));                     // [d_mlp]
-                    mlp.W_in.mul_(ln2.w!.view(-1, 1));
-                    if (centerWeights) mlp.W_in.sub_(mlp.W_in.mean(new long[] { 0 }, keepdim: true));
+                    var readers = mlp is GatedMlp gated ? new Tensor[] { mlp.W_in, gated.W_gate } : new Tensor[] { mlp.W_in };
+                    if (!rms) mlp.b_in.add_(matmul(ln2.b!, mlp.W_in));                // [d_mlp]
+                    foreach (var w in readers)
+                    {
+                        w.mul_(ln2.w!.view(-1, 1));
+                        if (!rms && centerWeights) w.sub_(w.mean(new long[] { 0 }, keepdim: true));
+                    }
                 }
             }
             var lnf = _lnFinal!;
             var wu = (Tensor)_unembed.W_U;                                       // [d_model, d_vocab]
-            _unembed.b_U.add_(matmul(lnf.b!, wu));
+            if (!rms) _unembed.b_U.add_(matmul(lnf.b!, wu));
             wu.mul_(lnf.w!.view(-1, 1));
-            if (centerWeights) wu.sub_(wu.mean(new long[] { 0 }, keepdim: true));
+            if (!rms && centerWeights) wu.sub_(wu.mean(new long[] { 0 }, keepdim: true));
         }
+        NormLayer Pre(string name) => rms ? new RMSNormPre(name, Cfg.LayerNormEps) : new LayerNormPre(name, Cfg.LayerNormEps);
         foreach (var block in _blockArray)
         {
-            var ln1 = new LayerNormPre("ln1", Cfg.LayerNormEps);
-            var ln2 = block.ln2 is null ? null : new LayerNormPre("ln2", Cfg.LayerNormEps);
+            var ln1 = Pre("ln1");
+            var ln2 = block.ln2 is null ? null : Pre("ln2");
             block.ln1?.MoveHooksTo(ln1);
             if (ln2 is not null) block.ln2!.MoveHooksTo(ln2);
             block.ReplaceNorms(ln1, ln2);
         }
-        var newFinal = new LayerNormPre("ln_final", Cfg.LayerNormEps);
+        var newFinal = Pre("ln_final");
         _lnFinal!.MoveHooksTo(newFinal);
         _internal_submodules["ln_final"] = newFinal;
         _lnFinal = newFinal;
-        Cfg = Cfg with { Normalization = NormalizationType.LNPre };
+        Cfg = Cfg with { Normalization = rms ? NormalizationType.RMSPre : NormalizationType.LNPre };
         IndexHookPoints();
     }
 
@@ -138,8 +157,8 @@ public sealed partial class HookedTransformer
     }
 
     /// <summary>
-    /// Moves the value biases into the output bias: <c>b_O += Σ_h b_V[h] @ W_O[h]</c>, <c>b_V = 0</c>. Exact because each
-    /// attention pattern row sums to one.
+    /// Moves the value biases into the output bias: <c>b_O += Σ_h b_V[h] @ W_O[h]</c>, <c>b_V = 0</c> (grouped-query: each
+    /// key/value head's bias counted for every query head that reads it). Exact because each attention pattern row sums to one.
     /// </summary>
     public void FoldValueBiases()
     {
@@ -148,7 +167,9 @@ public sealed partial class HookedTransformer
         foreach (var block in _blockArray)
         {
             var a = block.attn;
-            a.b_O.add_(einsum("he,hem->m", a.b_V, a.W_O));
+            // Grouped-query: key/value head j serves query heads g·j … g·j+g−1, so its bias is counted once per query head (as TL).
+            var bV = a.IsGroupedQuery ? a.b_V.repeat_interleave(a.W_O.shape[0] / a.b_V.shape[0], 0) : a.b_V; // [n_heads, d_head]
+            a.b_O.add_(einsum("he,hem->m", bV, a.W_O));
             a.b_V.zero_();
         }
     }

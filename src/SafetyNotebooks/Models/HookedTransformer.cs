@@ -136,6 +136,16 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         try { expanded = Utils.GetActName(name); } catch (Exception) { }
         if (expanded is not null && _hookPoints.TryGetValue(expanded, out hp)) return hp;
         var close = NameSuggestions.Closest(name, _hookPoints.Keys, 5);
+        var leaf = (expanded ?? name).Split('.')[^1];
+        string? flag = leaf switch
+        {
+            "hook_q_input" or "hook_k_input" or "hook_v_input" => "SetUseSplitQkvInput(true) (HookedTransformerConfig.UseSplitQkvInput)",
+            "hook_attn_in" => "SetUseAttnIn(true) (HookedTransformerConfig.UseAttnIn)",
+            "hook_mlp_in" => "SetUseHookMlpIn(true) (HookedTransformerConfig.UseHookMlpIn)",
+            _ => null,
+        };
+        if (flag is not null && !_hookPoints.Keys.Any(k => k.EndsWith("." + leaf)))
+            throw new ArgumentException($"Hook point '{name}' exists only when it is switched on, as in TransformerLens: call model.{flag} first.", nameof(name));
         throw new ArgumentException(
             $"Unknown hook point '{name}'. Closest valid names: {string.Join(", ", close)}. " +
             "See HookedTransformer.HookNames for the full list, or Utils.GetActName(\"pattern\", 0) to build a name.", nameof(name));

@@ -11,6 +11,8 @@ public enum NormalizationType
     RMS,
     /// <summary>No normalization at all.</summary>
     None,
+    /// <summary>RMSNorm without a weight: what <c>RMS</c> becomes after <see cref="HookedTransformer.FoldLayerNorm"/> (TransformerLens' <c>RMSPre</c>).</summary>
+    RMSPre,
 }
 
 /// <summary>How token positions enter the model.</summary>
@@ -98,6 +100,28 @@ public sealed record HookedTransformerConfig
     /// </summary>
     public TorchSharp.torch.ScalarType DType { get; init; } = TorchSharp.torch.ScalarType.Float32;
 
+    /// <summary>
+    /// TransformerLens' <c>use_split_qkv_input</c>: each block hooks the residual stream that feeds the queries, keys and
+    /// values separately and per head, as <c>hook_q_input</c> [batch, pos, head, d_model] and <c>hook_k_input</c> /
+    /// <c>hook_v_input</c> [batch, pos, kv_head, d_model] (n_key_value_heads heads for grouped-query attention, as in
+    /// TransformerLens); <c>ln1</c> is applied to each per head. Patching one head's <c>hook_q_input</c> changes only that
+    /// head's queries (path patching). Off by default: it costs a per-head projection. Cannot be combined with <see cref="UseAttnIn"/>.
+    /// </summary>
+    public bool UseSplitQkvInput { get; init; }
+    /// <summary>
+    /// TransformerLens' <c>use_attn_in</c>: each block hooks the attention input per head as <c>hook_attn_in</c>
+    /// [batch, pos, head, d_model] (before <c>ln1</c>, which is applied per head); queries, keys and values of a head all read
+    /// it. Off by default. Not available with grouped-query attention (a key/value head serves several query heads) nor
+    /// together with <see cref="UseSplitQkvInput"/>.
+    /// </summary>
+    public bool UseAttnIn { get; init; }
+    /// <summary>
+    /// TransformerLens' <c>use_hook_mlp_in</c>: each block hooks the MLP input (before <c>ln2</c>) as <c>hook_mlp_in</c>
+    /// [batch, pos, d_model], a copy of <c>hook_resid_mid</c> (of <c>hook_resid_pre</c> with <see cref="ParallelAttnMlp"/>), so
+    /// that editing it changes only what the MLP reads. Off by default.
+    /// </summary>
+    public bool UseHookMlpIn { get; init; }
+
     /// <summary>The initialisation standard deviation actually used.</summary>
     public double EffectiveInitRange => InitRange ?? 0.8 / Math.Sqrt(DModel);
     /// <summary>The number of key/value heads actually used (<see cref="NKeyValueHeads"/> or <see cref="NHeads"/>).</summary>
@@ -146,6 +170,13 @@ public sealed record HookedTransformerConfig
             if (!(RotaryBase > 0) || !double.IsFinite(RotaryBase))
                 throw new ArgumentException($"HookedTransformerConfig.RotaryBase is {RotaryBase} but must be a positive number (10000 is usual).");
         }
+        if (UseAttnIn && UseSplitQkvInput)
+            throw new ArgumentException("HookedTransformerConfig.UseAttnIn and UseSplitQkvInput are both true, but queries, keys and values " +
+                "read either hook_attn_in or hook_q_input/hook_k_input/hook_v_input: set only one of them.");
+        if (UseAttnIn && IsGroupedQuery)
+            throw new ArgumentException($"HookedTransformerConfig.UseAttnIn is true but attention is grouped-query ({NHeads} query heads, " +
+                $"{EffectiveNKeyValueHeads} key/value heads), so a per-head attention input has no single key/value head: use UseSplitQkvInput instead " +
+                "(hook_k_input/hook_v_input have n_key_value_heads heads).");
         return this;
     }
 

@@ -153,11 +153,41 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
             k = hook_k.forward(einsum("bpd,hde->bphe", x, _W_K!) + _b_K!); // [batch, pos, kv_head, d_head]
             v = hook_v.forward(einsum("bpd,hde->bphe", x, _W_V!) + _b_V!); // [batch, pos, kv_head, d_head]
         }
+        return Attend(q, k, v, context, x.device);
+    }
+
+    /// <summary>
+    /// Per-head inputs (already normalized; TransformerLens' split q/k/v inputs or <c>attn_in</c>): query input
+    /// [batch, pos, head, d_model], key and value inputs [batch, pos, kv_head, d_model] (kv_head = n_key_value_heads) → attention
+    /// output [batch, pos, d_model]. Head h's queries read only query input h, so patching one head's input changes only that head.
+    /// </summary>
+    public Tensor forward(Tensor queryInput, Tensor keyInput, Tensor valueInput, AttentionContext? context)
+    {
+        void CheckHeads(Tensor t, int heads, string name)
+        {
+            if (t.dim() != 4 || t.shape[2] != heads || t.shape[3] != _dModel)
+                throw new ArgumentException($"attn {name} has shape [{string.Join(", ", t.shape)}] but must be [batch, pos, {heads}, {_dModel}] " +
+                    "(one d_model vector per head; key/value inputs have n_key_value_heads heads).", name);
+        }
+        CheckHeads(queryInput, _nHeads, nameof(queryInput));
+        CheckHeads(keyInput, _nKvHeads, nameof(keyInput));
+        CheckHeads(valueInput, _nKvHeads, nameof(valueInput));
+        var q = hook_q.forward(einsum("bphd,hde->bphe", queryInput, W_Q) + b_Q); // [batch, pos, head, d_head]
+        var k = hook_k.forward(einsum("bphd,hde->bphe", keyInput, W_K) + b_K);   // [batch, pos, kv_head, d_head]
+        var v = hook_v.forward(einsum("bphd,hde->bphe", valueInput, W_V) + b_V); // [batch, pos, kv_head, d_head]
+        return Attend(q, k, v, context, queryInput.device);
+    }
+
+    /// <summary>From hooked q [batch, pos, head, d_head] and k, v [batch, pos, kv_head, d_head]: rotary, cache, attention, output.</summary>
+    Tensor Attend(Tensor q, Tensor k, Tensor v, AttentionContext? context, Device device)
+    {
+        long batch = q.shape[0], pos = q.shape[1];
+        int H = _nHeads, Dh = _dHead, D = _dModel;
         if (hook_rot_q is not null)
         {
             // Position ids from the forward pass (real tokens counted from each row's first, cached prefix included);
             // a bare forward(x) rotates by 0…pos−1.
-            var positions = context?.Positions ?? arange(pos, dtype: ScalarType.Int64, device: x.device).unsqueeze(0); // [batch or 1, pos]
+            var positions = context?.Positions ?? arange(pos, dtype: ScalarType.Int64, device: device).unsqueeze(0); // [batch or 1, pos]
             q = hook_rot_q.forward(RotaryEmbedding.Apply(q, positions, _rotaryDim, _rotaryBase));
             k = hook_rot_k!.forward(RotaryEmbedding.Apply(k, positions, _rotaryDim, _rotaryBase));
         }

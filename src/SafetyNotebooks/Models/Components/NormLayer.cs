@@ -46,6 +46,7 @@ public abstract class NormLayer : nn.Module<Tensor, Tensor>
         NormalizationType.LN => new LayerNorm(name, cfg.DModel, cfg.LayerNormEps, cfg.DType),
         NormalizationType.LNPre => new LayerNormPre(name, cfg.LayerNormEps),
         NormalizationType.RMS => new RMSNorm(name, cfg.DModel, cfg.LayerNormEps, cfg.DType),
+        NormalizationType.RMSPre => new RMSNormPre(name, cfg.LayerNormEps),
         _ => null,
     };
 
