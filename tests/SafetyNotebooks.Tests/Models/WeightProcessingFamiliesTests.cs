@@ -136,7 +136,7 @@ public class WeightProcessingFamiliesTests
     }
 
     [Fact]
-    public void LayerNorm_with_a_gated_mlp_is_refused_with_the_fix()
+    public void Layer_norm_with_a_gated_mlp_is_refused_with_the_fix()
     {
         var cfg = new HookedTransformerConfig
         {
