@@ -30,6 +30,12 @@ public class Gpt2TokenizerTests
         Assert.Equal(new[] { 15496, 50256, 995 }, tok.Encode("Hello<|endoftext|> world"));
     }
 
+    [Theory]
+    [InlineData("1999")]
+    [InlineData("2015")]
+    public void Common_years_are_single_tokens_as_lesson_02_says(string year) =>
+        Assert.Single(Tok.Encode(year));
+
     [Fact]
     public void Special_ids_are_end_of_text()
     {
