@@ -232,15 +232,7 @@ public sealed class ActivationCache : IDisposable
             parts.Add(IndexDim(result, posSlice, -3).movedim(new long[] { -2 }, new long[] { 0 }));              // [head, batch, pos, d_model]
             for (int h = 0; h < Model.Cfg.NHeads; h++) labels.Add($"L{l}H{h}");
         }
-        if (inclRemainder)
-        {
-            var resid = IndexDim(upTo == 0 ? this["resid_pre", 0] : this["resid_post", upTo - 1], posSlice, -2);
-            parts.Add((parts.Count == 0 ? resid : resid - cat(parts.ToArray(), 0).sum(0)).unsqueeze(0));
-            labels.Add("remainder");
-        }
-        var stackT = parts.Count > 0 ? cat(parts.ToArray(), 0) : zeros(IndexDim(this["embed"], posSlice, -2).shape.Prepend(0L).ToArray());
-        if (applyLn) stackT = ApplyLnToStack(stackT, upTo, false, posSlice);
-        return (stackT.MoveToOuterDisposeScope(), labels.ToArray());
+        return FinishStack(parts, labels, upTo, inclRemainder, applyLn, posSlice);
     }
 
     /// <summary>
@@ -300,15 +292,7 @@ public sealed class ActivationCache : IDisposable
             parts.Add(GetNeuronResults(l, neuronSlice, posSlice).movedim(new long[] { -2 }, new long[] { 0 }));          // [neuron, batch, pos, d_model]
             labels.AddRange(neuronIds.Select(n => $"L{l}N{n}"));
         }
-        if (inclRemainder)
-        {
-            var resid = IndexDim(upTo == 0 ? this["resid_pre", 0] : this["resid_post", upTo - 1], posSlice, -2);
-            parts.Add((parts.Count == 0 ? resid : resid - cat(parts.ToArray(), 0).sum(0)).unsqueeze(0));
-            labels.Add("remainder");
-        }
-        var stackT = parts.Count > 0 ? cat(parts.ToArray(), 0) : zeros(IndexDim(this["embed"], posSlice, -2).shape.Prepend(0L).ToArray());
-        if (applyLn) stackT = ApplyLnToStack(stackT, upTo, false, posSlice);
-        return (stackT.MoveToOuterDisposeScope(), labels.ToArray());
+        return FinishStack(parts, labels, upTo, inclRemainder, applyLn, posSlice);
     }
 
     /// <summary>
@@ -447,5 +431,23 @@ public sealed class ActivationCache : IDisposable
         _disposed = true;
         foreach (var t in _store.Values) t.Dispose();
         _store.Clear();
+    }
+
+    /// <summary>
+    /// The common end of the Stack* decompositions: optionally adds the remainder (the residual stream at
+    /// <paramref name="upTo"/> minus the stacked components, label <c>"remainder"</c>), stacks the parts, and optionally
+    /// applies the final norm's scale (<see cref="ApplyLnToStack"/>).
+    /// </summary>
+    (Tensor Stack, string[] Labels) FinishStack(List<Tensor> parts, List<string> labels, int upTo, bool inclRemainder, bool applyLn, TensorIndex? posSlice)
+    {
+        if (inclRemainder)
+        {
+            var resid = IndexDim(upTo == 0 ? this["resid_pre", 0] : this["resid_post", upTo - 1], posSlice, -2);
+            parts.Add((parts.Count == 0 ? resid : resid - cat(parts.ToArray(), 0).sum(0)).unsqueeze(0));
+            labels.Add("remainder");
+        }
+        var stackT = parts.Count > 0 ? cat(parts.ToArray(), 0) : zeros(IndexDim(this["embed"], posSlice, -2).shape.Prepend(0L).ToArray());
+        if (applyLn) stackT = ApplyLnToStack(stackT, upTo, false, posSlice);
+        return (stackT.MoveToOuterDisposeScope(), labels.ToArray());
     }
 }

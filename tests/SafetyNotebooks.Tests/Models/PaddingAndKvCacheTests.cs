@@ -20,12 +20,12 @@ public class PaddingAndKvCacheTests
     }
 
     /// <summary>Pads rows by hand into tokens and a 1/0 mask, on the left or the right.</summary>
-    static (Tensor Tokens, Tensor Mask) Batch(long[][] rows, bool left)
+    internal static (Tensor Tokens, Tensor Mask) Batch(long[][] rows, bool left, long pad = Pad)
     {
         int width = rows.Max(r => r.Length);
         var tok = new long[rows.Length * width];
         var mask = new long[rows.Length * width];
-        Array.Fill(tok, Pad);
+        Array.Fill(tok, pad);
         for (int b = 0; b < rows.Length; b++)
         {
             int start = b * width + (left ? width - rows[b].Length : 0);

@@ -26,19 +26,7 @@ public class RotaryPaddingAndCacheTests
         return lengths.Select(n => Enumerable.Range(0, n).Select(_ => (long)rng.Next(3, 512)).ToArray()).ToArray();
     }
 
-    static (Tensor Tokens, Tensor Mask) Batch(long[][] rows, bool left)
-    {
-        int width = rows.Max(r => r.Length);
-        var tok = new long[rows.Length * width];
-        var mask = new long[rows.Length * width];
-        for (int b = 0; b < rows.Length; b++)
-        {
-            int start = b * width + (left ? width - rows[b].Length : 0);
-            Array.Copy(rows[b], 0, tok, start, rows[b].Length);
-            Array.Fill(mask, 1L, start, rows[b].Length);
-        }
-        return (tensor(tok, new long[] { rows.Length, width }), tensor(mask, new long[] { rows.Length, width }));
-    }
+    static (Tensor Tokens, Tensor Mask) Batch(long[][] rows, bool left) => PaddingAndKvCacheTests.Batch(rows, left, pad: 0);
 
     static double MaxAbs(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
 
