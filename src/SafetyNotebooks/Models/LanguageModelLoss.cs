@@ -35,6 +35,45 @@ public static class LanguageModelLoss
     }
 
     /// <summary>
+    /// Per-token log-probabilities <c>[batch, pos]</c> aligned with the tokens (the target-mask convention above): entry i
+    /// is log p(tokens[:, i] | tokens[:, &lt;i]) from the logits at position i − 1; entry 0 has no prediction and is 0.
+    /// Masked-out entries (where <paramref name="targetMask"/> is false) are 0. This is what DPO, PPO, KTO and
+    /// best-of-n read: the same numbers as <see cref="PerToken"/>, negated and shifted to the tokens' positions.
+    /// </summary>
+    public static Tensor TokenLogProbs(Tensor logits, Tensor tokens, Tensor? targetMask = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        var perToken = PerToken(logits, tokens).neg();                                   // [batch, pos-1]
+        var shifted = torch.cat(new[] { torch.zeros(perToken.shape[0], 1, dtype: perToken.dtype, device: perToken.device), perToken }, 1);
+        if (targetMask is not null)
+        {
+            CheckMask(targetMask, tokens);
+            shifted = shifted * targetMask.to_type(shifted.dtype);
+        }
+        return shifted.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Sequence log-probability <c>[batch]</c>: the sum of <see cref="TokenLogProbs"/> over the target positions
+    /// (e.g. the completion tokens of a prompt + completion batch; prompt and padding masked out), as DPO uses it.
+    /// With <paramref name="average"/> the mean over target tokens instead (IPO, SimPO); a row without targets gives 0.
+    /// </summary>
+    public static Tensor SequenceLogProbs(Tensor logits, Tensor tokens, Tensor targetMask, bool average = false)
+    {
+        ArgumentNullException.ThrowIfNull(targetMask);
+        using var scope = torch.NewDisposeScope();
+        var sum = TokenLogProbs(logits, tokens, targetMask).sum(1);
+        if (average) sum = sum / targetMask[.., 1..].to_type(sum.dtype).sum(1).clamp_min(1);
+        return sum.MoveToOuterDisposeScope();
+    }
+
+    static void CheckMask(Tensor targetMask, Tensor tokens)
+    {
+        if (targetMask.dim() != 2 || targetMask.shape[0] != tokens.shape[0] || targetMask.shape[1] != tokens.shape[1])
+            throw new ArgumentException($"targetMask must be [batch, pos] = [{tokens.shape[0]}, {tokens.shape[1]}] like the tokens (true = this token is a target), got [{string.Join(", ", targetMask.shape)}]; build it with TargetMaskFromAttentionMask or from the completion lengths.", nameof(targetMask));
+    }
+
+    /// <summary>
     /// Mean next-token cross-entropy, averaged over the target positions where <paramref name="targetMask"/> is set
     /// (all positions 1.. when null). A batch with no targets gives 0.
     /// </summary>

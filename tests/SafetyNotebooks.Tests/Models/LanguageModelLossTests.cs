@@ -32,6 +32,23 @@ public class LanguageModelLossTests
     }
 
     [Fact]
+    public void Token_and_sequence_log_probs_are_the_hand_computed_values_at_the_token_positions()
+    {
+        var (logits, tokens) = Example();
+        var lp = LanguageModelLoss.TokenLogProbs(logits, tokens).data<float>().ToArray();
+        Assert.Equal(new[] { 0f, (float)-Ce0, (float)-Ce1 }, lp, (a, b) => Math.Abs(a - b) < 1e-5);
+        // Completion = token 2 only (the prompt is tokens 0..1): the sum is log(1/4) and the mean is the same single value.
+        using var completion = tensor(new[] { false, false, true }).reshape(1, 3);
+        Assert.Equal(-Ce1, LanguageModelLoss.SequenceLogProbs(logits, tokens, completion).item<float>(), 5);
+        using var both = tensor(new[] { false, true, true }).reshape(1, 3);
+        Assert.Equal(-(Ce0 + Ce1), LanguageModelLoss.SequenceLogProbs(logits, tokens, both).item<float>(), 5);
+        Assert.Equal(-(Ce0 + Ce1) / 2, LanguageModelLoss.SequenceLogProbs(logits, tokens, both, average: true).item<float>(), 5);
+        using var wrong = tensor(new[] { true, true }).reshape(1, 2);
+        var e = Assert.Throws<ArgumentException>(() => LanguageModelLoss.SequenceLogProbs(logits, tokens, wrong));
+        Assert.Contains("[1, 3]", e.Message);
+    }
+
+    [Fact]
     public void Mean_with_target_mask_averages_only_targets_and_counts_them()
     {
         var (logits, tokens) = Example();
