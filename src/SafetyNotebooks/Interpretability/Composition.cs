@@ -56,9 +56,10 @@ public static class Composition
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var (a1, b1, a2, b2) = (F64(left.A), F64(left.B), F64(right.A), F64(right.B));
-        var middle = matmul(b1, a2);                                                   // [..., m1, m2]
-        var prodB = matmul(middle, b2);                                                // [..., m1, d']: L R = A1 · (B1 A2 B2)
-        var num = SquaredNorm(a1, prodB);
+        // L R = A1 · M · B2 with M = B1 A2 [..., m1, m2]: ‖L R‖² = Σ (A1ᵀA1) ⊙ (M (B2 B2ᵀ) Mᵀ), all m × m.
+        var middle = matmul(b1, a2);
+        var gB2 = matmul(b2, b2.transpose(-2, -1));
+        var num = (matmul(a1.transpose(-2, -1), a1) * matmul(matmul(middle, gB2), middle.transpose(-2, -1))).sum(new long[] { -2, -1 });
         var den = SquaredNorm(a1, b1) * SquaredNorm(a2, b2);
         return (num / den).sqrt().to_type(ScalarType.Float32).MoveToOuterDisposeScope();
     }
@@ -92,10 +93,15 @@ public static class Composition
         using var scope = NewDisposeScope();
         var left = model.OV;                                                           // [L, H, d, d]
         var right = RightCircuit(model, mode);
-        var l = new FactoredMatrix(left.A.unsqueeze(2).unsqueeze(3), left.B.unsqueeze(2).unsqueeze(3));   // [L, H, 1, 1, ...]
-        var r = new FactoredMatrix(right.A.unsqueeze(0).unsqueeze(0), right.B.unsqueeze(0).unsqueeze(0)); // [1, 1, L, H, ...]
-        var scores = Score(l, r);
+        var r = new FactoredMatrix(right.A.unsqueeze(0), right.B.unsqueeze(0));        // [1, L, H, ...]
         int nl = model.Cfg.NLayers;
+        // One earlier layer at a time keeps memory at [H, L, H, d_head, d_head] (GPT-2 small: about 60 MB).
+        var perLayer = Enumerable.Range(0, nl).Select(l1 =>
+        {
+            var l = new FactoredMatrix(left.A[l1].unsqueeze(1).unsqueeze(2), left.B[l1].unsqueeze(1).unsqueeze(2));   // [H, 1, 1, ...]
+            return Score(l, r);                                                          // [H, L, H]
+        }).ToArray();
+        var scores = stack(perLayer);
         var layer = arange(nl);
         var mask = layer.reshape(nl, 1, 1, 1) < layer.reshape(1, 1, nl, 1);
         return where(mask, scores, zeros_like(scores)).MoveToOuterDisposeScope();
