@@ -31,6 +31,10 @@ public static class Formatters
         Formatter.Register<GenericChart>((c, w) => w.Write(SafetyNotebooks.Runtime.NotebookContract.ChartTextFallback), "text/plain");
         Formatter.SetPreferredMimeTypesFor(typeof(GenericChart), "text/html", "text/plain");
         Formatter.Register<DataFrame>((df, w) => w.Write(DataFrameHtml(df)), "text/html");
+        // The attention view is self-contained HTML + inline JS (no CDN); text/plain is a one-line fallback for script-less viewers.
+        Formatter.Register<AttentionView>((v, w) => w.Write(v.Html), "text/html");
+        Formatter.Register<AttentionView>((v, w) => w.Write(v.ToString()), "text/plain");
+        Formatter.SetPreferredMimeTypesFor(typeof(AttentionView), "text/html", "text/plain");
         Formatter.SetPreferredMimeTypesFor(typeof(DataFrame), "text/html", "text/plain");
     }
 

@@ -73,6 +73,17 @@ public class FormattersTests
     }
 
     [Fact]
+    public void The_attention_view_displays_as_its_self_contained_html()
+    {
+        Formatters.Register();
+        var view = AttentionView.Create(new[] { "a", "b" }, tensor(new float[] { 1, 0, 0.5f, 0.5f }, new long[] { 2, 2 }));
+        var html = view.ToDisplayString("text/html");
+        Assert.Contains(AttentionView.CssClass, html);
+        Assert.Contains("[[[1,0],[0.5,0.5]]]", html);
+        Assert.Contains("AttentionView: 1 head(s)", view.ToDisplayString("text/plain"));
+    }
+
+    [Fact]
     public void Progress_html_carries_the_text_line()
     {
         var u = new SafetyNotebooks.Runtime.ProgressUpdate("fit", 5, 10, TimeSpan.FromSeconds(1), new Dictionary<string, double>(), false);

@@ -443,7 +443,7 @@ public sealed class ActivationCache : IDisposable
         if (inclRemainder)
         {
             var resid = IndexDim(upTo == 0 ? this["resid_pre", 0] : this["resid_post", upTo - 1], posSlice, -2);
-            parts.Add((parts.Count == 0 ? resid : resid - cat(parts.ToArray(), 0).sum(0)).unsqueeze(0));
+            parts.Add((parts.Count == 0 ? resid : resid - cat(parts.ToArray(), 0).sum(new long[] { 0 })).unsqueeze(0));
             labels.Add("remainder");
         }
         var stackT = parts.Count > 0 ? cat(parts.ToArray(), 0) : zeros(IndexDim(this["embed"], posSlice, -2).shape.Prepend(0L).ToArray());
