@@ -201,6 +201,48 @@ def matmul_peak(n=2048, warmup=5, runs=15):
     return s, runs, 2.0 * n ** 3 / s / 1e9
 
 
+def dpo_step(warmup=1, runs=5):
+    """Sigmoid DPO, GPT-2 small shape (random weights): 4 pairs x (64 prompt + 64 completion) tokens, policy forward
+    with autograd, frozen reference under no_grad, summed completion log-probs, TRL's loss and metrics, AdamW step."""
+    torch.manual_seed(0)
+    policy = GPT(12, 768, 12, 3072, 50257, 1024).train()
+    reference = GPT(12, 768, 12, 3072, 50257, 1024).eval()
+    reference.load_state_dict(policy.state_dict())
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(policy.parameters(), 1e-6)
+    pairs, prompt_len, completion_len, beta = 4, 64, 64, 0.1
+    prompt = torch.randint(0, 50257, (pairs, prompt_len))
+    tokens = torch.cat([torch.cat([prompt, torch.randint(0, 50257, (pairs, completion_len))], 1),
+                        torch.cat([prompt, torch.randint(0, 50257, (pairs, completion_len))], 1)], 0)
+    mask = torch.cat([torch.zeros(2 * pairs, prompt_len), torch.ones(2 * pairs, completion_len)], 1)[:, 1:]
+
+    def logps(logits):
+        per_token = -F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
+                                     reduction="none").view(tokens.shape[0], -1)
+        return (per_token * mask).sum(1)
+
+    def step():
+        opt.zero_grad()
+        logits = policy(tokens)
+        policy_logps = logps(logits)
+        with torch.no_grad():
+            ref_logps = logps(reference(tokens))
+        chosen, rejected = policy_logps.chunk(2)
+        ref_chosen, ref_rejected = ref_logps.chunk(2)
+        delta = (chosen - ref_chosen) - (rejected - ref_rejected)
+        loss = -F.logsigmoid(beta * delta).mean()
+        with torch.no_grad():   # TRL's metrics
+            chosen_rewards, rejected_rewards = beta * (chosen - ref_chosen), beta * (rejected - ref_rejected)
+            metrics = [chosen_rewards.mean(), rejected_rewards.mean(), (chosen_rewards > rejected_rewards).float().mean(),
+                       (chosen_rewards - rejected_rewards).mean(), chosen.mean(), rejected.mean()]
+            mean_logit = (logits[:, :-1].mean(-1) * mask).sum(1)
+            metrics += [mean_logit[:pairs].sum() / mask[:pairs].sum(), mean_logit[pairs:].sum() / mask[pairs:].sum()]
+        loss.backward()
+        opt.step()
+    return median_seconds(step, warmup, runs), runs
+
+
 def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 2
     torch.set_num_threads(threads)
@@ -219,6 +261,8 @@ def main():
     if not math.isnan(uncached):
         line.update({"uncached_s": uncached, "cache_speedup": round(uncached / s, 2), "same_tokens": same})
     print(json.dumps(line), flush=True)
+    s, runs = dpo_step(runs=3 if quick else 7)
+    print(json.dumps({"name": "dpo_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
 
 
 if __name__ == "__main__":

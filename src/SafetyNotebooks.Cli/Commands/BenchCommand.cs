@@ -34,7 +34,7 @@ public sealed record BenchOptions
 /// </summary>
 public static class BenchCommand
 {
-    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name };
+    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name, DpoBenchmark.Name };
 
     /// <summary>Every workload name <c>--only</c> accepts.</summary>
     public static IReadOnlyList<string> Workloads { get; } = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").ToArray();
@@ -82,6 +82,8 @@ public static class BenchCommand
                 ["uncached_s"] = g.UncachedSeconds, ["cache_speedup"] = Math.Round(g.SpeedUp, 2), ["same_tokens"] = g.SameTokens,
             });
         }
+        if (Want(DpoBenchmark.Name))
+            Emit(Line(DpoBenchmark.Name, DpoBenchmark.Run(warmup: 1, runs: quick ? 3 : 7), quick ? 3 : 7));
         if (Want("attn_only_memory"))
         {
             var m = ModelBenchmarks.TrainingMemory(quick ? 300 : 2000);

@@ -191,6 +191,17 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         return _unembed.forward(residual.narrow(1, residual.shape[1] - 1, 1)).select(1, 0).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The residual stream after the final normalization, [batch, pos, d_model] (Hugging Face's <c>last_hidden_state</c>):
+    /// the same pass as <see cref="forward(Tensor, Tensor?, HookedTransformerKeyValueCache?, int?, int?)"/> without the
+    /// unembedding, for scalar heads (reward models, value heads) that read it.
+    /// </summary>
+    public Tensor FinalResidual(Tensor tokens, Tensor? attentionMask = null)
+    {
+        using var scope = NewDisposeScope();
+        return Residual(tokens, attentionMask).MoveToOuterDisposeScope();
+    }
+
     int LayerIndex(int? layer, int fallback, string name, bool allowEnd)
     {
         if (layer is not int l) return fallback;
