@@ -189,17 +189,12 @@ public static class Rollouts
         logProbs = logProbs.to_type(ScalarType.Float32) * maskF;
         refLogProbs = refLogProbs is null ? null : refLogProbs.to_type(ScalarType.Float32) * maskF;
         values = values is null ? null : values.to_type(ScalarType.Float32) * maskF;
-        var containsEos = options.EosTokenId is long eos
-            ? responses.eq(eos).logical_and(responseMask).any(1)
-            : torch.zeros(responses.shape[0], dtype: ScalarType.Bool, device: responses.device);
-
         var completions = new Completions(tokens, promptMask, responses, responseMask);
         var scores = score(completions);
         if (scores is null || scores.dim() != 1 || scores.shape[0] != responses.shape[0])
             throw new InvalidOperationException($"The score function must return one score per completion, float [{responses.shape[0]}], got {(scores is null ? "null" : "[" + string.Join(", ", scores.shape) + "]")}.");
-        scores = scores.to_type(ScalarType.Float32).to(responses.device);
-        if (missingEosPenalty is double penalty)
-            scores = scores - penalty * containsEos.logical_not().to_type(ScalarType.Float32);
+        Tensor containsEos;
+        (scores, containsEos) = PenalizeMissingEos(scores.to_type(ScalarType.Float32).to(responses.device), responses, responseMask, options.EosTokenId, missingEosPenalty);
 
         return new Rollout
         {
@@ -214,6 +209,26 @@ public static class Rollouts
             Scores = scores.MoveToOuterDisposeScope(),
             ContainsEos = containsEos.MoveToOuterDisposeScope(),
         };
+    }
+
+    /// <summary>
+    /// TRL's <c>missing_eos_penalty</c>: a completion "contains EOS" when one of its real tokens is
+    /// <paramref name="eosTokenId"/>; <paramref name="penalty"/> (null: none) is subtracted from the score of every other
+    /// completion. Returns the new scores <c>[batch]</c> and whether each completion contains its EOS (all false without an EOS id).
+    /// </summary>
+    public static (Tensor Scores, Tensor ContainsEos) PenalizeMissingEos(Tensor scores, Tensor responses, Tensor responseMask, long? eosTokenId, double? penalty)
+    {
+        ArgumentNullException.ThrowIfNull(scores);
+        ArgumentNullException.ThrowIfNull(responses);
+        ArgumentNullException.ThrowIfNull(responseMask);
+        if (penalty is not null && eosTokenId is null)
+            throw new ArgumentException("missing_eos_penalty needs the EOS token id: without one no completion can end; set EosTokenId or drop the penalty.", nameof(penalty));
+        using var scope = torch.NewDisposeScope();
+        var containsEos = eosTokenId is long eos
+            ? responses.eq(eos).logical_and(responseMask.ne(0)).any(1)
+            : torch.zeros(responses.shape[0], dtype: ScalarType.Bool, device: responses.device);
+        var penalized = penalty is double p ? scores - p * containsEos.logical_not().to_type(scores.dtype) : scores.alias();
+        return (penalized.MoveToOuterDisposeScope(), containsEos.MoveToOuterDisposeScope());
     }
 
     /// <summary>
