@@ -34,7 +34,7 @@ public sealed record BenchOptions
 /// </summary>
 public static class BenchCommand
 {
-    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name };
+    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name, PpoRolloutBenchmark.Name };
 
     /// <summary>Every workload name <c>--only</c> accepts.</summary>
     public static IReadOnlyList<string> Workloads { get; } = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").ToArray();
@@ -81,6 +81,11 @@ public static class BenchCommand
                 ["name"] = GenerationBenchmark.Name, ["median_s"] = g.CachedSeconds, ["runs"] = g.CachedRuns, ["side"] = "dotnet",
                 ["uncached_s"] = g.UncachedSeconds, ["cache_speedup"] = Math.Round(g.SpeedUp, 2), ["same_tokens"] = g.SameTokens,
             });
+        }
+        if (Want(PpoRolloutBenchmark.Name))
+        {
+            var (seconds, generated) = PpoRolloutBenchmark.Run(warmup: 1, runs: quick ? 1 : 3);
+            Emit(new JsonObject { ["name"] = PpoRolloutBenchmark.Name, ["median_s"] = seconds, ["runs"] = quick ? 1 : 3, ["side"] = "dotnet", ["generated_tokens"] = generated });
         }
         if (Want("attn_only_memory"))
         {

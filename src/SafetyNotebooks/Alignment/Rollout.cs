@@ -173,17 +173,19 @@ public static class Rollouts
 
         Tensor logProbs = gen.LogProbs;
         Tensor? values = null;
-        if (withValue is not null)
+        if (withValue is not null && temperature != 1.0)
         {
             var (logits, v) = withValue.Forward(queryResponses, attention);
             values = v.narrow(1, P - 1, T);
-            if (temperature != 1.0) logProbs = CompletionLogProbs(logits, queryResponses, P, temperature);
+            logProbs = CompletionLogProbs(logits, queryResponses, P, temperature);
         }
+        else if (withValue is not null)
+            values = withValue.Values(queryResponses, attention).narrow(1, P - 1, T);   // value pass: no unembedding
         else if (temperature != 1.0)
-            logProbs = CompletionLogProbs(lm.forward(queryResponses, attention), queryResponses, P, temperature);
+            logProbs = CompletionLogProbs(lm, queryResponses, attention, P, temperature);
         Tensor? refLogProbs = null;
         if (reference is not null)
-            refLogProbs = CompletionLogProbs(reference.forward(queryResponses, attention), queryResponses, P, temperature);
+            refLogProbs = CompletionLogProbs(reference, queryResponses, attention, P, temperature);
 
         var maskF = responseMask.to_type(ScalarType.Float32);
         logProbs = logProbs.to_type(ScalarType.Float32) * maskF;
@@ -250,6 +252,24 @@ public static class Rollouts
         if (temperature != 1.0) l = l / temperature;
         var lp = LanguageModelLoss.TokenLogProbs(l, queryResponses.narrow(1, contextLength - 1, span));
         return lp.narrow(1, 1, span - 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// <see cref="CompletionLogProbs(Tensor, Tensor, int, double)"/> from one pass of <paramref name="model"/> over
+    /// <paramref name="queryResponses"/>; when nothing is padded only positions P − 1 … are unembedded (the prompt's logits
+    /// are never needed).
+    /// </summary>
+    public static Tensor CompletionLogProbs(HookedTransformer model, Tensor queryResponses, Tensor? attentionMask, int contextLength, double temperature = 1.0)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(queryResponses);
+        using var scope = torch.NewDisposeScope();
+        if (attentionMask is not null)
+            return CompletionLogProbs(model.forward(queryResponses, attentionMask), queryResponses, contextLength, temperature).MoveToOuterDisposeScope();
+        long span = queryResponses.shape[1] - contextLength + 1;
+        var hidden = HookedTransformerWithValueHead.FinalResidual(model, queryResponses).narrow(1, contextLength - 1, span);
+        var logits = model.unembed.forward(hidden);                              // [batch, T + 1, vocab]
+        return CompletionLogProbs(logits, queryResponses.narrow(1, contextLength - 1, span), 1, temperature).MoveToOuterDisposeScope();
     }
 
     /// <summary>Entropy of each completion position's distribution <c>[batch, T]</c>: logsumexp(l) − Σ softmax(l)·l over the tempered logits at positions P − 1 … P + T − 2 (TRL's entropy).</summary>

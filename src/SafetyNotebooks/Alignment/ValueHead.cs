@@ -71,6 +71,37 @@ public sealed class HookedTransformerWithValueHead : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor tokens) => _policy.forward(tokens);
 
     /// <summary>
+    /// Values only, <c>[batch, pos]</c>: the same numbers as <see cref="Forward"/>'s, without the unembedding when nothing
+    /// is padded (the trunk runs to the final normalization and the head reads it; TRL's value pass).
+    /// </summary>
+    public Tensor Values(Tensor tokens, Tensor? attentionMask = null)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        if (attentionMask is not null)
+        {
+            var (logits, values) = Forward(tokens, attentionMask);
+            logits.Dispose();
+            return values;
+        }
+        using var scope = torch.NewDisposeScope();
+        return _vHead.forward(FinalResidual(_policy, tokens)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The residual stream after the final normalization, <c>[batch, pos, d_model]</c>, for unpadded tokens: every block
+    /// runs once (hooks fire as in a forward pass) and the unembedding does not run.
+    /// </summary>
+    internal static Tensor FinalResidual(HookedTransformer model, Tensor tokens)
+    {
+        using var scope = torch.NewDisposeScope();
+        int last = model.Cfg.NLayers - 1;
+        var resid = model.forward(tokens, null, null, stopAtLayer: last);       // resid_pre of the last block
+        resid = model.blocks[last].forward(resid);                              // causal, nothing padded
+        if (model.ln_final is { } ln) resid = ln.forward(resid);
+        return resid.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// One pass: logits <c>[batch, pos, d_vocab]</c> and values <c>[batch, pos]</c> (the value at position i estimates
     /// the return after the tokens up to i). <paramref name="attentionMask"/>: 1 = real token, 0 = padding (null: all real).
     /// </summary>

@@ -55,6 +55,21 @@ public class RolloutTests
         Assert.Equal(0, model.HookCount);
     }
 
+    // The rollout's cheaper passes (no unembedding for the values; the prompt's positions not unembedded for the
+    // log-probs) give the numbers of the full forward pass.
+    [Fact]
+    public void The_value_pass_and_the_reference_pass_match_the_full_forward_pass()
+    {
+        using var model = new HookedTransformer(Tiny);
+        using var pv = new HookedTransformerWithValueHead(model);
+        using (no_grad()) pv.VHead.weight.copy_(arange(16, dtype: ScalarType.Float32) / 10 - 0.7);
+        using var tokens = tensor(new long[] { 1, 2, 3, 4, 5, 0, 6, 5, 1, 2 }, new long[] { 2, 5 });
+        var (logits, values) = pv.Forward(tokens);
+        Assert.Equal(F(values), F(pv.Values(tokens)), (a, b) => Math.Abs(a - b) < 1e-5);
+        Assert.Equal(F(Rollouts.CompletionLogProbs(logits, tokens, 2, 0.7)), F(Rollouts.CompletionLogProbs(model, tokens, null, 2, 0.7)),
+            (a, b) => Math.Abs(a - b) < 1e-5);
+    }
+
     [Fact]
     public void The_frozen_reference_has_the_policy_s_outputs_and_no_trainable_parameters()
     {
