@@ -6,7 +6,7 @@ A plain GPT-2-style model written for this benchmark (pre-LN, learned positions,
 fused QKV; `generate` keeps its own preallocated key/value cache, as the .NET side does); `cache=True` stores every activation TransformerLens would hook, including per-head
 results, to mirror run_with_cache.
 """
-import json, math, statistics, sys, time
+import copy, json, math, statistics, sys, time
 
 import torch
 import torch.nn as nn
@@ -158,6 +158,69 @@ def gpt2_small_generate(warmup=1, runs=5, uncached_runs=1):
     return cached, runs, uncached, same
 
 
+def trunk(model, tokens):
+    """The residual stream after ln_f [B, T, D]: every block once, no unembedding."""
+    x = model.embed(tokens) + model.pos(torch.arange(tokens.shape[1]))
+    for i, b in enumerate(model.blocks):
+        x = b(x, model.mask, None, i)
+    return model.ln_f(x)
+
+
+def sample(model, prompt, new_tokens, eos, generator):
+    """Sampling (temperature 1) with a preallocated KV cache; returns tokens [B, T0 + n], the raw log-prob of each
+    sampled token [B, n] and the generated mask [B, n] (a row stops after its EOS; later steps are padded with EOS)."""
+    B, T0 = prompt.shape
+    cap = T0 + new_tokens
+    d_head, n_heads = model.blocks[0].d_head, model.blocks[0].n_heads
+    bufs = [(torch.zeros(B, n_heads, cap, d_head), torch.zeros(B, n_heads, cap, d_head)) for _ in model.blocks]
+    finished = torch.zeros(B, dtype=torch.bool)
+    past, x_tokens, out, logps, masks = 0, prompt, [], [], []
+    for _ in range(new_tokens):
+        T = x_tokens.shape[1]
+        x = model.embed(x_tokens) + model.pos(torch.arange(past, past + T))
+        for b, (kb, vb) in zip(model.blocks, bufs):
+            x = block_step(b, x, kb, vb, past)
+        past += T
+        logits = model.unembed(model.ln_f(x[:, -1]))                               # [B, V]
+        logp = logits.log_softmax(-1)
+        nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)        # [B, 1]
+        active = ~finished
+        chosen_logp = torch.where(active, logp.gather(-1, nxt).squeeze(-1), torch.zeros(B))
+        nxt = torch.where(active.unsqueeze(1), nxt, torch.full_like(nxt, eos))
+        out.append(nxt); logps.append(chosen_logp); masks.append(active)
+        finished = finished | (nxt.squeeze(1) == eos)
+        if bool(finished.all()):
+            break
+        x_tokens = nxt
+    return torch.cat([prompt] + out, 1), torch.stack(logps, 1), torch.stack(masks, 1)
+
+
+def ppo_rollout(warmup=1, runs=3):
+    """One PPO-RLHF rollout, GPT-2 small shape, random weights: 16 prompts of 32 tokens, 64 new tokens sampled with
+    the KV cache (temperature 1, EOS 50256 ends a row), then the frozen reference's log-probs of the completion tokens
+    (ln_f output unembedded from position P - 1 on) and the value pass (trunk + a linear value head), as the .NET
+    side's Rollouts.Collect does."""
+    torch.manual_seed(0)
+    policy = GPT(12, 768, 12, 3072, 50257, 1024).eval()
+    reference = copy.deepcopy(policy).requires_grad_(False)
+    v_head = nn.Linear(768, 1)
+    prompt = torch.randint(0, 50257, (16, 32))
+    P = prompt.shape[1]
+    gen = torch.Generator().manual_seed(0)
+
+    def step():
+        with torch.no_grad():
+            tokens, logprobs, mask = sample(policy, prompt, 64, 50256, gen)
+            T = tokens.shape[1] - P
+            logits = reference.unembed(trunk(reference, tokens)[:, P - 1:])         # [B, T + 1, V]
+            ref_logprobs = -F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, P:].reshape(-1),
+                                            reduction="none").view(-1, T)
+            values = v_head(trunk(policy, tokens)).squeeze(-1)[:, P - 1:-1]
+            m = mask.float()
+            return logprobs * m, ref_logprobs * m, values * m
+    return median_seconds(step, warmup, runs), runs
+
+
 def median_seconds(step, warmup, runs):
     for _ in range(warmup):
         step()
@@ -263,6 +326,8 @@ def main():
     print(json.dumps(line), flush=True)
     s, runs = dpo_step(runs=3 if quick else 7)
     print(json.dumps({"name": "dpo_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    s, runs = ppo_rollout(runs=1 if quick else 3)
+    print(json.dumps({"name": "ppo_rollout", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ public sealed record BenchOptions
 /// </summary>
 public static class BenchCommand
 {
-    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name, DpoBenchmark.Name };
+    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name, DpoBenchmark.Name, PpoRolloutBenchmark.Name };
 
     /// <summary>Every workload name <c>--only</c> accepts.</summary>
     public static IReadOnlyList<string> Workloads { get; } = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").ToArray();
@@ -84,6 +84,11 @@ public static class BenchCommand
         }
         if (Want(DpoBenchmark.Name))
             Emit(Line(DpoBenchmark.Name, DpoBenchmark.Run(warmup: 1, runs: quick ? 3 : 7), quick ? 3 : 7));
+        if (Want(PpoRolloutBenchmark.Name))
+        {
+            var (seconds, generated) = PpoRolloutBenchmark.Run(warmup: 1, runs: quick ? 1 : 3);
+            Emit(new JsonObject { ["name"] = PpoRolloutBenchmark.Name, ["median_s"] = seconds, ["runs"] = quick ? 1 : 3, ["side"] = "dotnet", ["generated_tokens"] = generated });
+        }
         if (Want("attn_only_memory"))
         {
             var m = ModelBenchmarks.TrainingMemory(quick ? 300 : 2000);
