@@ -160,7 +160,6 @@ public sealed class Ppo
     readonly List<EpisodeRecord> _episodes = new();
     readonly List<PpoIteration> _iterations = new();
     float[] _nextObs = Array.Empty<float>();
-    bool[] _nextDone = Array.Empty<bool>();
     // The current rollout, flat in [env, step] order (index e·T + t), as GAE wants it.
     float[] _obs = Array.Empty<float>(), _logProbs = Array.Empty<float>(), _values = Array.Empty<float>(), _advantages = Array.Empty<float>(), _returns = Array.Empty<float>();
     long[] _actions = Array.Empty<long>();
@@ -216,7 +215,6 @@ public sealed class Ppo
         if (_trained) throw new InvalidOperationException("Ppo.Train was already called on this instance; build a new Ppo to train again.");
         _trained = true;
         _nextObs = _env.Reset(Config.Seed);
-        _nextDone = new bool[Config.NumEnvs];
         var sink = ProgressSink ?? (Config.ShowProgress ? Progress.SinkFactory() : null);
         using var live = sink is null ? null : Progress.Start("PPO", (long)Config.NumIterations * Config.BatchSize, sink);
         var clock = Stopwatch.StartNew();
@@ -300,7 +298,6 @@ public sealed class Ppo
             if (Config.BootstrapTruncated) AddTruncationBootstrap(step, rewards, t);
             _nextObs = step.Observations;
         }
-        _nextDone = Enumerable.Range(0, n).Select(e => dones[e * T + T - 1]).ToArray();
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         var nextValue = Agent.GetValue(torch.tensor(_nextObs, new long[] { n, d }));

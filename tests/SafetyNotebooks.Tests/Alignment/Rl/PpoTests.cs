@@ -78,6 +78,27 @@ public class PpoTests
         Assert.True(p1[0] < 0.05 && p1[1] > 0.95, $"π(1 | −1) = {p1[0]}, π(1 | +1) = {p1[1]}");
     }
 
+    // Every episode is one step from [0] paying 1, cut off by a time limit (truncated, not terminated) back in [0].
+    // CleanRL's rule (truncation = termination) learns V = 1. Bootstrapping the cut-off adds γ·V([0]): V = 1 + γ·V,
+    // so V = 1/(1 − γ) = 2 with γ = 0.5.
+    [Theory]
+    [InlineData(false, 1.0)]
+    [InlineData(true, 2.0)]
+    public void Bootstrapping_truncated_episodes_adds_the_discounted_value_of_the_cut_off_state(bool bootstrap, double expected)
+    {
+        var ppo = new Ppo(() => new AlwaysTruncated(), Probe(64 * 80) with { Gamma = 0.5, BootstrapTruncated = bootstrap, ClipVLoss = false });
+        ppo.Train();
+        Assert.InRange(Values(ppo, 0f)[0], expected - 0.15, expected + 0.15);
+    }
+
+    sealed class AlwaysTruncated : IEnvironment
+    {
+        public int ObservationSize => 1;
+        public int ActionCount => 1;
+        public float[] Reset(int? seed = null) => new[] { 0f };
+        public StepResult Step(int action) => new(new[] { 0f }, 1.0, Terminated: false, Truncated: true);
+    }
+
     [Fact]
     public void Ppo_with_the_same_seed_repeats_exactly_and_another_seed_differs()
     {
