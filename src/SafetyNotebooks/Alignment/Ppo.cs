@@ -140,7 +140,14 @@ public static class PpoRewards
 /// <param name="ClipFrac">Fraction of tokens where the clipped term is the larger [<c>policy/clipfrac_avg</c>].</param>
 /// <param name="ApproxKl">½·mean((log ρ)²) over the tokens [<c>policy/approxkl_avg</c>].</param>
 /// <param name="RatioMean">Mean ratio ρ over the tokens [<c>val/ratio</c>].</param>
-public sealed record PolicyLossOutput(Tensor Loss, Tensor ClipFrac, Tensor ApproxKl, Tensor RatioMean);
+/// <param name="K3Kl">CleanRL's <c>approx_kl</c>: masked mean of <c>(ρ − 1) − log ρ</c> (Schulman's k3 estimator).</param>
+/// <param name="OldApproxKl">CleanRL's <c>old_approx_kl</c>: masked mean of <c>−log ρ</c> (k1).</param>
+/// <param name="RatioOutsideClip">CleanRL's <c>clipfracs</c>: fraction of tokens with <c>|ρ − 1| &gt; ε</c>.</param>
+public sealed record PolicyLossOutput(Tensor Loss, Tensor ClipFrac, Tensor ApproxKl, Tensor RatioMean, Tensor K3Kl, Tensor OldApproxKl, Tensor RatioOutsideClip) : IDisposable
+{
+    /// <summary>Disposes every tensor.</summary>
+    public void Dispose() { Loss.Dispose(); ClipFrac.Dispose(); ApproxKl.Dispose(); RatioMean.Dispose(); K3Kl.Dispose(); OldApproxKl.Dispose(); RatioOutsideClip.Dispose(); }
+}
 
 /// <summary>PPO's clipped policy and value losses, as TRL's PPO trainer computes them (masked means over the real completion tokens).</summary>
 public static class PpoLosses
@@ -161,14 +168,18 @@ public static class PpoLosses
         var l1 = -adv * ratio;
         var l2 = -adv * ratio.clamp(1 - cliprange, 1 + cliprange);
         var loss = Advantages.MaskedMean(torch.maximum(l1, l2), mask);
-        Tensor clipFrac, approxKl, ratioMean;
+        Tensor clipFrac, approxKl, ratioMean, k3, k1, outside;
         using (torch.no_grad())
         {
             clipFrac = Advantages.MaskedMean(l2.gt(l1).to_type(ScalarType.Float32), mask);
             approxKl = 0.5 * Advantages.MaskedMean(diff.square(), mask);
             ratioMean = Advantages.MaskedMean(ratio, mask);
+            k3 = Advantages.MaskedMean((ratio - 1) - diff, mask);
+            k1 = Advantages.MaskedMean(-diff, mask);
+            outside = Advantages.MaskedMean((ratio - 1).abs().gt(cliprange).to_type(ScalarType.Float32), mask);
         }
-        return new PolicyLossOutput(loss.MoveToOuterDisposeScope(), clipFrac.MoveToOuterDisposeScope(), approxKl.MoveToOuterDisposeScope(), ratioMean.MoveToOuterDisposeScope());
+        return new PolicyLossOutput(loss.MoveToOuterDisposeScope(), clipFrac.MoveToOuterDisposeScope(), approxKl.MoveToOuterDisposeScope(), ratioMean.MoveToOuterDisposeScope(),
+            k3.MoveToOuterDisposeScope(), k1.MoveToOuterDisposeScope(), outside.MoveToOuterDisposeScope());
     }
 
     /// <summary>

@@ -44,22 +44,10 @@ public static class PolicyGradient
         SameShape(newLogProbs, oldLogProbs, "newLogProbs", "oldLogProbs", "ClippedSurrogateLoss");
         SameShape(newLogProbs, advantages, "newLogProbs", "advantages", "ClippedSurrogateLoss");
         if (!(clipCoef > 0)) throw new ArgumentOutOfRangeException(nameof(clipCoef), $"ClippedSurrogateLoss: clipCoef is {clipCoef}; use a positive ε such as 0.2.");
-        using var scope = torch.NewDisposeScope();
-        var logRatio = newLogProbs - oldLogProbs.detach();
-        var ratio = logRatio.exp();
-        var adv = advantages.detach();
-        var unclipped = -adv * ratio;
-        var clipped = -adv * ratio.clamp(1 - clipCoef, 1 + clipCoef);
-        var loss = torch.maximum(unclipped, clipped).mean();
-        Tensor approxKl, oldApproxKl, clipFrac;
-        using (torch.no_grad())
-        {
-            oldApproxKl = (-logRatio).mean();
-            approxKl = ((ratio - 1) - logRatio).mean();
-            clipFrac = (ratio - 1).abs().gt(clipCoef).to_type(ScalarType.Float32).mean();
-        }
-        return new ClippedSurrogate(loss.MoveToOuterDisposeScope(), approxKl.MoveToOuterDisposeScope(),
-            oldApproxKl.MoveToOuterDisposeScope(), clipFrac.MoveToOuterDisposeScope());
+        // The one clipped PPO loss (Alignment.PpoLosses, shared with PPO-RLHF), read with CleanRL's diagnostics.
+        var o = PpoLosses.PolicyLoss(newLogProbs, oldLogProbs, advantages, null, clipCoef);
+        o.ClipFrac.Dispose(); o.ApproxKl.Dispose(); o.RatioMean.Dispose();
+        return new ClippedSurrogate(o.Loss, o.K3Kl, o.OldApproxKl, o.RatioOutsideClip);
     }
 
     /// <summary>
@@ -78,10 +66,9 @@ public static class PolicyGradient
         if (clipCoef is null) return (0.5 * unclipped.mean()).MoveToOuterDisposeScope();
         if (oldValues is null) throw new ArgumentException("ValueLoss: value clipping needs the rollout's values; pass oldValues, or clipCoef null for the plain loss.", nameof(oldValues));
         SameShape(newValues, oldValues, "newValues", "oldValues", "ValueLoss");
-        var old = oldValues.detach();
-        var clippedValues = old + (newValues - old).clamp(-clipCoef.Value, clipCoef.Value);
-        var clipped = (clippedValues - target).square();
-        return (0.5 * torch.maximum(unclipped, clipped).mean()).MoveToOuterDisposeScope();
+        var (loss, clipFraction) = PpoLosses.ValueLoss(newValues, oldValues, returns, null, clipCoef.Value);   // the one clipped value loss
+        clipFraction.Dispose();
+        return loss.MoveToOuterDisposeScope();
     }
 
     /// <summary>Entropy of the categorical distributions given by <paramref name="logits"/> <c>[batch, actions]</c>: <c>−Σ p·log p</c>, shape <c>[batch]</c>.</summary>
