@@ -59,19 +59,34 @@ public static class ProbeControlTask
     }
 
     /// <summary>
-    /// Type ids combining token and position, <c>token + vocabSize · position</c> (int64 <c>[batch, pos]</c>): the surface form
-    /// of a position in a small-vocabulary task. With only a few token types (brackets), a control keyed on the token alone is
-    /// trivially memorized; keyed on (token, position), the control asks how much arbitrary structure of the surface form a
-    /// probe can read, which is the question selectivity needs.
+    /// Type ids for the surface form of each position (int64 <c>[batch, pos]</c>): the last <paramref name="context"/> tokens
+    /// ending there, and the position itself. With <paramref name="context"/> = 1 this is <c>token + vocabSize · position</c>.
+    /// With only a few token types (brackets), a control keyed on the token alone is trivially memorized; keyed on the local
+    /// surface form, it asks how much arbitrary structure of the input a probe can read off, which is what selectivity needs.
+    /// Columns before the start count as an extra symbol (<paramref name="vocabSize"/>).
     /// </summary>
-    public static Tensor TokenPositionTypes(Tensor tokens, int vocabSize)
+    public static Tensor TokenPositionTypes(Tensor tokens, int vocabSize, int context = 1)
     {
         ArgumentNullException.ThrowIfNull(tokens);
         if (tokens.dim() != 2) throw new ArgumentException($"tokens are [{string.Join(", ", tokens.shape)}]; pass [batch, pos].", nameof(tokens));
         if (vocabSize < 1) throw new ArgumentOutOfRangeException(nameof(vocabSize), $"vocabSize is {vocabSize}; pass the tokenizer's vocabulary size.");
+        if (context < 1) throw new ArgumentOutOfRangeException(nameof(context), $"context is {context}; pass how many tokens ending at each position form its type (≥ 1).");
         using var scope = torch.NewDisposeScope();
-        var pos = torch.arange(tokens.shape[1], dtype: ScalarType.Int64, device: tokens.device).unsqueeze(0);
-        return (tokens.to_type(ScalarType.Int64) + pos * vocabSize).MoveToOuterDisposeScope();
+        var t = tokens.to_type(ScalarType.Int64);
+        if (context == 1)
+        {
+            var pos = torch.arange(tokens.shape[1], dtype: ScalarType.Int64, device: tokens.device).unsqueeze(0);
+            return (t + pos * vocabSize).MoveToOuterDisposeScope();
+        }
+        long b = t.shape[0], n = t.shape[1], radix = vocabSize + 1;
+        // Left-pad with the extra symbol, then read the window of `context` tokens ending at each column in base vocabSize + 1.
+        var padded = torch.cat(new[] { torch.full(b, context - 1, vocabSize, dtype: ScalarType.Int64, device: t.device), t }, 1);
+        var id = torch.zeros(b, n, dtype: ScalarType.Int64, device: t.device);
+        for (int i = 0; i < context; i++) id = id * radix + padded.narrow(1, i, n);
+        long span = 1;
+        for (int i = 0; i < context; i++) span *= radix;
+        var position = torch.arange(n, dtype: ScalarType.Int64, device: t.device).unsqueeze(0);
+        return (id + position * span).MoveToOuterDisposeScope();
     }
 
     /// <summary>Hewitt &amp; Liang's selectivity: task accuracy − control accuracy (both on held-out data).</summary>

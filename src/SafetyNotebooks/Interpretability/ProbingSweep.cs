@@ -18,6 +18,8 @@ public sealed record ProbeSweepOptions
     public IReadOnlyList<string>? HookNames { get; init; }
     /// <summary>Train one probe per position (default true).</summary>
     public bool PerPosition { get; init; } = true;
+    /// <summary>Positions that get their own probe when <see cref="PerPosition"/> is on (null: every position). Fewer positions, faster sweep.</summary>
+    public IReadOnlyList<int>? Positions { get; init; }
     /// <summary>Train one probe on all selected positions together (default true); its rows have position <see cref="ProbeSweep.AllPositions"/>.</summary>
     public bool Pooled { get; init; } = true;
     /// <summary>Fraction of sequences held out (the split is by sequence, so no test sequence leaks into training through another position). Default 0.25.</summary>
@@ -154,6 +156,8 @@ public static class ProbeSweep
             numClasses = o.NumClasses ?? (int)selected.max().item<long>() + 1;
             numClasses = Math.Max(numClasses, 2);
         }
+        if (o.Positions is { } wanted && wanted.Any(p => p < 0 || p >= pos))
+            throw new ArgumentException($"ProbeSweepOptions.Positions holds {string.Join(", ", o.Positions!.Where(p => p < 0 || p >= pos))}, outside the {pos} positions of the labels; use 0…{pos - 1}.", nameof(options));
         var (trainRows, testRows) = Probing.TrainTestSplit((int)batch, o.TestFraction, o.SplitSeed);
         var trainIdx = torch.tensor(trainRows.Select(i => (long)i).ToArray(), device: device);
         var testIdx = torch.tensor(testRows.Select(i => (long)i).ToArray(), device: device);
@@ -168,7 +172,7 @@ public static class ProbeSweep
             var a = raw.detach().reshape(batch, pos, -1).to_type(ScalarType.Float32);
             var slots = new List<int>();
             if (o.Pooled) slots.Add(AllPositions);
-            if (o.PerPosition) slots.AddRange(Enumerable.Range(0, (int)pos));
+            if (o.PerPosition) slots.AddRange(o.Positions ?? Enumerable.Range(0, (int)pos).ToArray());
             foreach (var p in slots)
             {
                 using var inner = torch.NewDisposeScope();

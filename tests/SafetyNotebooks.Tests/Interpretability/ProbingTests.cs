@@ -199,6 +199,9 @@ public class ProbingTests
         // Token-position types: token + vocab · position.
         using var tp = ProbeControlTask.TokenPositionTypes(tensor(new long[] { 0, 1, 1, 2, 0, 0 }, new long[] { 2, 3 }), vocabSize: 3);
         Assert.Equal(new long[] { 0, 4, 7, 2, 3, 6 }, tp.data<long>().ToArray());
+        // Two-token context, base 4 (symbol 3 = before the start), plus 16 · position: (3,0) (0,1) (1,1) / (3,2) (2,0) (0,0).
+        using var tp2 = ProbeControlTask.TokenPositionTypes(tensor(new long[] { 0, 1, 1, 2, 0, 0 }, new long[] { 2, 3 }), vocabSize: 3, context: 2);
+        Assert.Equal(new long[] { 12, 17, 37, 14, 24, 32 }, tp2.data<long>().ToArray());
     }
 
     [Fact]
