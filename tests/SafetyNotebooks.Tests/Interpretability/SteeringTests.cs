@@ -160,7 +160,7 @@ public class SteeringTests
     }
 
     [Fact]
-    public void LogitDifference_is_target_minus_baseline_at_the_position()
+    public void The_logit_difference_is_target_minus_baseline_at_the_position()
     {
         using var logits = tensor(new[] { 0f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 }, new long[] { 2, 2, 3 });
         using var d = Steering.LogitDifference(logits, -1, targetToken: 2, baselineToken: 0);
