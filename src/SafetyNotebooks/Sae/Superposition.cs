@@ -47,8 +47,8 @@ public sealed class ToyModel : nn.Module<Tensor, Tensor>
     /// <summary>
     /// Builds the model. <paramref name="featureProbability"/> is p per instance (<c>[instances]</c>) or per instance and
     /// feature (<c>[instances, n]</c>); <paramref name="importance"/> is per feature (<c>[n]</c>) or per instance and feature
-    /// (<c>[instances, n]</c>). Defaults: p = 1 (dense) and importance 1. W is initialised Xavier-normal per instance
-    /// (std √(2/(m+n))) from <paramref name="seed"/>, b_final at 0.
+    /// (<c>[instances, n]</c>). Defaults: p = 1 (dense) and importance 1. W is initialised from <paramref name="seed"/> as
+    /// PyTorch's <c>xavier_normal_</c> on the <c>[instances, m, n]</c> tensor (std √(2 / (m·n + instances·n)), as in ARENA), b_final at 0.
     /// </summary>
     public ToyModel(ToyModelConfig config, Tensor? featureProbability = null, Tensor? importance = null, int seed = 42) : base("ToyModel")
     {
@@ -68,7 +68,10 @@ public sealed class ToyModel : nn.Module<Tensor, Tensor>
         using (var imin = Importance.min())
             if (!(imin.item<float>() >= 0)) throw new ArgumentException("importance has a negative (or NaN) entry; importances weight squared errors and must be ≥ 0.");
         var gen = new Generator((ulong)seed);
-        double std = Math.Sqrt(2.0 / (m + n));
+        // PyTorch's xavier_normal_ on the [instances, m, n] tensor, as ARENA initialises it: fan_in = m·n, fan_out = instances·n.
+        // The small start lets the most useful features grow first (a larger per-instance Xavier start left dense instances
+        // in a local optimum sharing two directions among four features).
+        double std = Math.Sqrt(2.0 / ((double)m * n + (double)k * n));
         W = nn.Parameter(torch.randn(new long[] { k, m, n }, generator: gen) * std);
         b_final = nn.Parameter(torch.zeros(k, n));
         RegisterComponents();
