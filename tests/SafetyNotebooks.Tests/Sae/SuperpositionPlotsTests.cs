@@ -22,7 +22,7 @@ public class SuperpositionPlotsTests
     }).reshape(2, 2, 3);
 
     [Fact]
-    public void Gram_heatmaps_show_each_instances_WtW()
+    public void Gram_heatmaps_show_the_gram_matrix_of_each_instance()
     {
         using var w = TwoInstances();
         var data = Data(SuperpositionPlots.GramHeatmaps(w));
@@ -42,7 +42,7 @@ public class SuperpositionPlotsTests
     }
 
     [Fact]
-    public void The_2D_columns_chart_draws_each_feature_from_the_origin()
+    public void The_columns_chart_draws_each_feature_as_an_arrow_from_the_origin()
     {
         using var w = TwoInstances();
         var data = Data(SuperpositionPlots.Columns2D(w, instances: new[] { 1 }));
