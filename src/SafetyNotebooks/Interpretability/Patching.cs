@@ -1,4 +1,5 @@
 using SafetyNotebooks.Models;
+using SafetyNotebooks.Models.Components;
 using static TorchSharp.torch;
 
 namespace SafetyNotebooks.Interpretability;
@@ -39,6 +40,27 @@ public sealed record PatchingOptions
     /// <c>start_at_layer</c>) instead of re-running the earlier, unchanged layers (default true).
     /// </summary>
     public bool UseStartAtLayer { get; init; } = true;
+
+    /// <summary>
+    /// Batched [layer, pos] and [layer, pos, head] sweeps without padding: a patch at position p leaves every earlier position
+    /// as in the corrupted run (attention is causal), so each pass computes only positions from the smallest patched one on,
+    /// reading the earlier keys and values from the corrupted run (default true).
+    /// </summary>
+    public bool SkipUnchangedPrefix { get; init; } = true;
+
+    /// <summary>
+    /// With <see cref="SkipUnchangedPrefix"/>: the positions of one layer are split into this many groups, each run from its
+    /// first position (more groups skip more work but make smaller batches; default 4).
+    /// </summary>
+    public int PositionGroups { get; init; } = 4;
+
+    /// <summary>
+    /// The positions the metric reads (negative counts from the end, e.g. [-1] for a last-token logit difference), or null
+    /// (default) for all. Batched sweeps then unembed only these positions; the logits the metric gets hold the corrupted
+    /// run's values elsewhere. Checked once: a metric that reads another position fails with an error. Ignored with an
+    /// <see cref="AttentionMask"/> (padded batches always unembed every position).
+    /// </summary>
+    public IReadOnlyList<int>? MetricPositions { get; init; }
 
     /// <summary>Reports progress (cells done, cells in all) after each forward pass; null: silent.</summary>
     public Action<int, int>? Progress { get; init; }
@@ -229,10 +251,30 @@ public static class Patching
         // The corrupted run: its activations check the clean ones' shapes, and its resid_pre seeds start_at_layer.
         var wanted = new HashSet<string>(names.Values);
         bool startAt = !options.Naive && options.UseStartAtLayer;
+        bool positional = setter.Method.DeclaringType == typeof(Patching) &&
+            setter.Method.Name is nameof(LayerPosPatchSetter) or nameof(LayerPosHeadVectorPatchSetter);
+        bool suffix = !options.Naive && options.SkipUnchangedPrefix && positional && mask is null;
+        bool ownRunner = suffix || (!options.Naive && options.MetricPositions is not null && mask is null);
+        string keyName = model.Cfg.PositionalEmbedding == PositionalEmbeddingType.Rotary ? "hook_rot_k" : "hook_k";
         var (corruptedLogits, corruptedCache) = model.RunWithCache(tokens,
-            n => wanted.Contains(n) || (startAt && n.EndsWith(".hook_resid_pre", StringComparison.Ordinal)), attentionMask: mask);
+            n => wanted.Contains(n) || ((startAt || ownRunner) && n.EndsWith(".hook_resid_pre", StringComparison.Ordinal)) ||
+                 (suffix && (n.EndsWith(".attn." + keyName, StringComparison.Ordinal) || n.EndsWith(".attn.hook_v", StringComparison.Ordinal))), attentionMask: mask);
         using var _c = corruptedCache;
-        corruptedLogits.Dispose();
+        using var _l = corruptedLogits;
+        long[]? metricPositions = null;
+        if (options.MetricPositions is { } mp && ownRunner)
+        {
+            metricPositions = mp.Select(p => (long)(p < 0 ? p + tokens.shape[1] : p)).Distinct().OrderBy(p => p).ToArray();
+            if (metricPositions.Length == 0 || metricPositions.Any(p => p < 0 || p >= tokens.shape[1]))
+                throw new ArgumentException($"PatchingOptions.MetricPositions = [{string.Join(", ", mp)}] must list positions in 0…{tokens.shape[1] - 1} (or −1 for the last).", nameof(options));
+            using var check = corruptedLogits.clone();
+            var others = Enumerable.Range(0, (int)tokens.shape[1]).Where(p => !metricPositions.Contains(p)).Select(p => (long)p).ToArray();
+            if (others.Length > 0)
+                using (var idx = tensor(others)) check.index_fill_(1, idx, double.NaN);
+            if (double.IsNaN(MetricValue(metric, check)))
+                throw new ArgumentException($"PatchingOptions.MetricPositions = [{string.Join(", ", mp)}] but the metric reads other positions too (it returned NaN when only those were kept); " +
+                    "list every position it reads, or leave MetricPositions null.", nameof(options));
+        }
         foreach (var name in names.Values)
         {
             var clean = cleanCache[name];
@@ -273,6 +315,19 @@ public static class Patching
         {
             var cellIds = Enumerable.Range(0, cells.Count).Where(i => cells[i][0] == layer).ToArray();
             var clean = cleanCache[names[layer]];
+            if (ownRunner)
+            {
+                foreach (var chunk in PassChunks(cells, cellIds, suffix ? Math.Max(1, options.PositionGroups) : 1, (int)pos, copiesPerPass))
+                {
+                    using var scope = NewDisposeScope();
+                    long p0 = suffix ? chunk.Min(c => cells[c][1]) : 0;
+                    var logits = RunSuffix(model, corruptedCache, corruptedLogits, clean, setter, names[layer], layer, cells, chunk, p0, batch, keyName, metricPositions);
+                    for (int i = 0; i < chunk.Length; i++) results[chunk[i]] = MetricValue(metric, logits[i]);
+                    done += chunk.Length;
+                    options.Progress?.Invoke(done, cells.Count);
+                }
+                continue;
+            }
             for (int start = 0; start < cellIds.Length; start += copiesPerPass)
             {
                 var chunk = cellIds.Skip(start).Take(copiesPerPass).ToArray();
@@ -299,6 +354,94 @@ public static class Patching
             }
         }
         return results;
+    }
+
+    /// <summary>Cells of one layer in passes: sorted by position, split into position groups, each at most <paramref name="copies"/> cells.</summary>
+    static IEnumerable<int[]> PassChunks(IReadOnlyList<int[]> cells, int[] cellIds, int groups, int pos, int copies)
+    {
+        var sorted = cellIds.OrderBy(c => cells[c].Length > 1 ? cells[c][1] : 0).ToArray();
+        int width = (pos + groups - 1) / groups;
+        foreach (var group in sorted.GroupBy(c => groups == 1 ? 0 : cells[c][1] / width))
+        {
+            var ids = group.ToArray();
+            for (int start = 0; start < ids.Length; start += copies) yield return ids.Skip(start).Take(copies).ToArray();
+        }
+    }
+
+    /// <summary>
+    /// One batched pass over copies of the corrupted batch from <paramref name="layer"/> on, computing positions
+    /// <paramref name="p0"/>… only (earlier keys and values from the corrupted run), with copy i patched at cell
+    /// <paramref name="chunk"/>[i]. Returns each copy's full logits [batch, pos, d_vocab]: the corrupted run's before
+    /// <paramref name="p0"/> (and outside <paramref name="metricPositions"/> when given).
+    /// </summary>
+    static Tensor[] RunSuffix(HookedTransformer model, ActivationCache corrupted, Tensor corruptedLogits, Tensor clean, PatchSetter setter,
+        string hookName, int layer, IReadOnlyList<int[]> cells, int[] chunk, long p0, long batch, string keyName, long[]? metricPositions)
+    {
+        int k = chunk.Length, nLayers = model.Cfg.NLayers;
+        long pos = corruptedLogits.shape[1], len = pos - p0, rows = k * batch;
+        var device = corruptedLogits.device;
+        var entries = Enumerable.Range(0, nLayers).Select(_ => new KeyValueCacheEntry()).ToArray();
+        try
+        {
+            AttentionContext context;
+            if (p0 > 0)
+            {
+                for (int l = layer; l < nLayers; l++)
+                    entries[l].Append(corrupted[$"blocks.{l}.attn.{keyName}"].narrow(1, 0, p0).repeat(k, 1, 1, 1),
+                                      corrupted[$"blocks.{l}.attn.hook_v"].narrow(1, 0, p0).repeat(k, 1, 1, 1));
+                var allowed = ones(len, p0 + len, dtype: ScalarType.Bool, device: device).tril(p0).unsqueeze(0).unsqueeze(0).expand(rows, 1, len, p0 + len);
+                context = new AttentionContext
+                {
+                    Positions = arange(p0, pos, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(rows, len),
+                    PastLength = p0, CacheEntries = entries, AllowedMask = allowed, KernelMask = allowed,
+                };
+            }
+            else context = AttentionContext.Causal(rows, pos, device);
+            var cleanPart = p0 == 0 ? clean : clean.narrow(1, p0, len);
+            Func<Tensor, HookPoint, Tensor?> hook = (x, _) =>
+            {
+                var y = x.clone();
+                for (int i = 0; i < k; i++)
+                {
+                    var index = (int[])cells[chunk[i]].Clone();
+                    if (index.Length > 1) index[1] -= (int)p0;                 // positions relative to the computed suffix
+                    setter(y.narrow(0, i * batch, batch), index, cleanPart);
+                }
+                return y;
+            };
+            var x = corrupted[Utils.GetActName("resid_pre", layer)].narrow(1, p0, len).repeat(k, 1, 1);
+            using (model.Hooks((hookName, hook)))
+                for (int l = layer; l < nLayers; l++) x = model.blocks[l].forward(x, context);
+            if (model.ln_final is { } lnf) x = lnf.forward(x);
+            var result = new Tensor[k];
+            if (metricPositions is not null)
+            {
+                var wantedPositions = metricPositions.Where(p => p >= p0).ToArray();
+                Tensor? picked = null;
+                if (wantedPositions.Length > 0)
+                {
+                    using var idx = tensor(wantedPositions.Select(p => p - p0).ToArray(), device: device);
+                    picked = model.unembed.forward(x.index_select(1, idx));         // [rows, wanted, d_vocab]
+                }
+                using var at = tensor(wantedPositions, device: device);
+                for (int i = 0; i < k; i++)
+                {
+                    var logits = corruptedLogits.clone();
+                    if (picked is not null) logits.index_copy_(1, at, picked.narrow(0, i * batch, batch));
+                    result[i] = logits;
+                }
+                return result;
+            }
+            var suffixLogits = model.unembed.forward(x);                           // [rows, len, d_vocab]
+            for (int i = 0; i < k; i++)
+                result[i] = p0 == 0 ? suffixLogits.narrow(0, i * batch, batch)
+                    : cat(new[] { corruptedLogits.narrow(1, 0, p0), suffixLogits.narrow(0, i * batch, batch) }, 1);
+            return result;
+        }
+        finally
+        {
+            foreach (var e in entries) e.Dispose();
+        }
     }
 
     // ----------------------------------------------------------------------------------------------- TL's named sweeps

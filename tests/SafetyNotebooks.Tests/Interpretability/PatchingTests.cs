@@ -83,10 +83,12 @@ public class PatchingTests
     }
 
     [Theory]
-    [InlineData(false, 3, true)]
-    [InlineData(false, 1000, false)]
-    [InlineData(true, 4, true)]
-    public void The_batched_sweep_equals_the_one_forward_per_cell_loop(bool padded, int maxRows, bool startAtLayer)
+    [InlineData(false, 3, true, 4, false)]
+    [InlineData(false, 1000, false, 1, false)]
+    [InlineData(false, 5, true, 6, true)]
+    [InlineData(true, 4, true, 4, false)]
+    [InlineData(true, 4, true, 4, true)]
+    public void The_batched_sweep_equals_the_one_forward_per_cell_loop(bool padded, int maxRows, bool startAtLayer, int positionGroups, bool lastPositionOnly)
     {
         using var model = new HookedTransformer(Tiny());
         using var scope = NewDisposeScope();
@@ -101,7 +103,11 @@ public class PatchingTests
         }
         var (_, cache) = model.RunWithCache(clean, attentionMask: mask);
         using var _c = cache;
-        var batched = new PatchingOptions { AttentionMask = mask, MaxRowsPerPass = maxRows, UseStartAtLayer = startAtLayer };
+        var batched = new PatchingOptions
+        {
+            AttentionMask = mask, MaxRowsPerPass = maxRows, UseStartAtLayer = startAtLayer, PositionGroups = positionGroups,
+            MetricPositions = lastPositionOnly ? [-1] : null,
+        };
         var naive = new PatchingOptions { AttentionMask = mask, Naive = true };
         var sweeps = new Func<PatchingOptions, Tensor>[]
         {
@@ -179,6 +185,9 @@ public class PatchingTests
         var e4 = Assert.Throws<ArgumentException>(() => Patching.GetActPatchAttnHeadOutAllPos(model, corrupted, residOnly, LogitDiff));
         Assert.Contains("blocks.0.attn.hook_z", e4.Message);
         Assert.Contains("namesFilter", e4.Message);
+        var e6 = Assert.Throws<ArgumentException>(() => Patching.GetActPatchResidPre(model, corrupted, cache, LogitDiff, new PatchingOptions { MetricPositions = [0] }));
+        Assert.Contains("MetricPositions", e6.Message);
+        Assert.Contains("list every position", e6.Message);
         var e5 = Assert.Throws<ArgumentException>(() =>
             Patching.GenericActivationPatch(model, corrupted, cache, LogitDiff, Patching.LayerPosPatchSetter, "resid_pre", ["layer", "position"]));
         Assert.Contains("\"pos\"", e5.Message);
