@@ -37,7 +37,7 @@ public static class BenchCommand
     static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name, DpoBenchmark.Name, PpoRolloutBenchmark.Name };
 
     /// <summary>Every workload name <c>--only</c> accepts.</summary>
-    public static IReadOnlyList<string> Workloads { get; } = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").ToArray();
+    public static IReadOnlyList<string> Workloads { get; } = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").Append(PatchingBenchmark.Name).ToArray();
 
     /// <summary>Runs the benchmarks the options select and prints them to <paramref name="o"/>.</summary>
     public static async Task<int> Run(BenchOptions options, TextWriter o)
@@ -88,6 +88,20 @@ public static class BenchCommand
         {
             var (seconds, generated) = PpoRolloutBenchmark.Run(warmup: 1, runs: quick ? 1 : 3);
             Emit(new JsonObject { ["name"] = PpoRolloutBenchmark.Name, ["median_s"] = seconds, ["runs"] = quick ? 1 : 3, ["side"] = "dotnet", ["generated_tokens"] = generated });
+        }
+        if (Want(PatchingBenchmark.Name))
+        {
+            var p = PatchingBenchmark.Run(batchedRuns: quick ? 1 : 3, naiveRuns: 1);
+            Emit(new JsonObject
+            {
+                ["name"] = PatchingBenchmark.Name, ["median_s"] = p.BatchedSeconds, ["runs"] = p.BatchedRuns, ["side"] = "dotnet",
+                ["naive_s"] = p.NaiveSeconds, ["cells"] = p.Cells, ["speedup"] = Math.Round(p.SpeedUp, 2), ["target_speedup"] = PatchingBenchmark.TargetSpeedUp,
+                ["meets_target"] = p.MeetsTarget, ["max_abs_diff"] = p.MaxAbsDiff,
+            });
+            if (!json)
+                o.WriteLine(string.Format(CultureInfo.InvariantCulture,
+                    "        resid_pre sweep, {0} cells (GPT-2 small shape, 1 × {1} tokens): batched {2:0.00} s, naive {3:0.00} s, {4:0.0}× faster (target ≥ {5}×: {6}); max |diff| {7:G3}",
+                    p.Cells, PatchingBenchmark.Positions, p.BatchedSeconds, p.NaiveSeconds, p.SpeedUp, PatchingBenchmark.TargetSpeedUp, p.MeetsTarget ? "met" : "NOT met", p.MaxAbsDiff));
         }
         if (Want("attn_only_memory"))
         {
