@@ -45,7 +45,7 @@ public sealed partial class SparseAutoencoder : nn.Module<Tensor, Tensor>
         TorchRuntime.EnsureLoaded();
         Cfg = cfg;
         var dt = cfg.DType;
-        Tensor wDec;
+        Tensor wDec, wEnc;
         using (no_grad())
         {
             if (cfg.Seed is { } seed) random.manual_seed(seed);
@@ -56,9 +56,12 @@ public sealed partial class SparseAutoencoder : nn.Module<Tensor, Tensor>
                 var norms = wDec.pow(2).sum(1, keepdim: true).sqrt();
                 wDec = wDec / norms * n;
             }
+            // Two independent leaf tensors (W_enc = W_decᵀ at init): built here, under no_grad, before either becomes a Parameter.
+            wEnc = wDec.t().contiguous().clone();
+            wDec = wDec.contiguous().clone();
         }
-        W_dec = new Parameter(wDec.contiguous(), requires_grad: true);
-        W_enc = new Parameter(wDec.t().contiguous(), requires_grad: true);
+        W_dec = new Parameter(wDec, requires_grad: true);
+        W_enc = new Parameter(wEnc, requires_grad: true);
         b_dec = new Parameter(zeros(cfg.DIn, dtype: dt), requires_grad: true);
         register_parameter("W_enc", W_enc);
         register_parameter("W_dec", W_dec);

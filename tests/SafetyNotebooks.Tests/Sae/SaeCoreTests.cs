@@ -70,6 +70,26 @@ public class SaeCoreTests
         Assert.Equal(new[] { 1f, 0.5f, 0.25f }, diff.Select(v => MathF.Round(v, 5)).ToArray());
     }
 
+    [Theory]
+    [InlineData(SaeArchitecture.Standard)]
+    [InlineData(SaeArchitecture.TopK)]
+    [InlineData(SaeArchitecture.BatchTopK)]
+    [InlineData(SaeArchitecture.JumpReLU)]
+    [InlineData(SaeArchitecture.Gated)]
+    public void Every_parameter_is_a_leaf_that_the_training_loss_reaches(SaeArchitecture arch)
+    {
+        // Regression: W_enc was built from W_dec after W_dec required grad, so it was a non-leaf and never received a gradient.
+        using var sae = new SparseAutoencoder(new SaeConfig { DIn = 4, DSae = 6, Architecture = arch, K = 2, Seed = 1, JumpReLUInitThreshold = 0.001 });
+        random.manual_seed(2);
+        var objective = new SaeTrainingObjective(sae, new SaeTrainingOptions { L1Coefficient = 0.1 });
+        objective.Compute(randn(16, 4) + 1).Loss.backward();
+        foreach (var (name, p) in sae.named_parameters())
+        {
+            Assert.True(p.is_leaf, $"{name} is not a leaf tensor");
+            Assert.True(p.grad is not null, $"{name} received no gradient");
+        }
+    }
+
     [Fact]
     public void The_l1_coefficient_warms_up_linearly_from_zero_as_SAELens_coefficient_scheduler()
     {

@@ -133,8 +133,8 @@ public class SaeMetricsAndSplicingTests
         var (q, _) = linalg.qr(randn(16, 16));
         var features = q.narrow(1, 0, 4).t().contiguous();                       // [4, 16], orthonormal rows
         var sae = new SparseAutoencoder(new SaeConfig { DIn = 16, DSae = 8, Seed = 12 });
-        var objective = new SaeTrainingObjective(sae, new SaeTrainingOptions { L1Coefficient = 0.05, L1WarmUpSteps = 50 });
-        var config = SaeTrainingObjective.SaeLensTrainerConfig(maxSteps: 400, learningRate: 1e-2, batchSize: 256) with { ConsoleProgress = false, Seed = 13 };
+        var objective = new SaeTrainingObjective(sae, new SaeTrainingOptions { L1Coefficient = 0.1, L1WarmUpSteps = 50 });
+        var config = SaeTrainingObjective.SaeLensTrainerConfig(maxSteps: 300, learningRate: 1e-2, batchSize: 256) with { ConsoleProgress = false, Seed = 13 };
         var trainer = new Trainer<Tensor>(objective, config);
         trainer.Train((_, rng) =>
         {
