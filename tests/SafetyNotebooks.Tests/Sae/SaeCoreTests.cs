@@ -91,7 +91,7 @@ public class SaeCoreTests
     }
 
     [Fact]
-    public void The_l1_coefficient_warms_up_linearly_from_zero_as_SAELens_coefficient_scheduler()
+    public void The_l1_coefficient_warms_up_linearly_from_zero_as_sae_lens_coefficient_scheduler()
     {
         Assert.Equal(0.0, SaeTrainingObjective.WarmedUp(0.2, 4, 0));
         Assert.Equal(0.05, SaeTrainingObjective.WarmedUp(0.2, 4, 1), 12);
@@ -109,7 +109,7 @@ public class SaeCoreTests
     }
 
     [Fact]
-    public void TopK_keeps_exactly_k_per_row_and_they_are_the_row_maxima()
+    public void Top_k_keeps_exactly_k_per_row_and_they_are_the_row_maxima()
     {
         random.manual_seed(1);
         using var pre = rand(5, 20) + 1;                                       // all positive: ReLU keeps every selected value
@@ -128,7 +128,7 @@ public class SaeCoreTests
     }
 
     [Fact]
-    public void BatchTopK_keeps_k_times_batch_in_total_and_they_are_the_batch_maxima()
+    public void Batch_top_k_keeps_k_times_batch_in_total_and_they_are_the_batch_maxima()
     {
         random.manual_seed(2);
         using var pre = rand(4, 10) + 1;
@@ -145,7 +145,7 @@ public class SaeCoreTests
     }
 
     [Fact]
-    public void TopK_sae_encodes_with_k_features_per_row()
+    public void Top_k_sae_encodes_with_k_features_per_row()
     {
         using var sae = HandSae(SaeArchitecture.TopK);                        // K = 2
         using var acts = sae.Encode(T(HandX, 2, 2));
@@ -160,7 +160,7 @@ public class SaeCoreTests
     /// Step: ∂/∂θ_j = Σ_rows −(1/ε)·K·g = [−40, −20, −30], nothing to x.
     /// </summary>
     [Fact]
-    public void JumpReLU_and_step_pseudo_gradients_of_the_threshold_match_the_rectangle_kernel_formula()
+    public void Jumprelu_and_step_pseudo_gradients_of_the_threshold_match_the_rectangle_kernel_formula()
     {
         var xData = new float[] { 0.30f, 0.52f, 0.47f, 0.48f, 0.90f, 0.56f };
         var g = T([1, 2, 3, 4, 5, 6], 2, 3);
@@ -183,7 +183,7 @@ public class SaeCoreTests
     }
 
     [Fact]
-    public void JumpReLU_l0_loss_counts_features_above_threshold_times_the_coefficient()
+    public void Jumprelu_l0_loss_counts_features_above_threshold_times_the_coefficient()
     {
         using var sae = HandSae(SaeArchitecture.JumpReLU);
         Set(sae.threshold!, [1.5f, 1.5f, 0.5f]);
@@ -226,7 +226,7 @@ public class SaeCoreTests
     }
 
     [Fact]
-    public void AuxK_loss_reconstructs_the_residual_from_the_top_dead_latents()
+    public void Auxk_loss_reconstructs_the_residual_from_the_top_dead_latents()
     {
         // d_in 2 → k_aux = 1; dead = {feature 2}, scale = min(1/1, 1) = 1. Row 0: hidden_pre of feature 2 is 2, so aux acts = [0,0,2],
         // decode = 2·[0,0.5] + b_dec = [0.5, 1]; residual = x − sae_out. Row 1: feature 2's pre is −2: decode = [0, −1] + [0.5, 0].

@@ -59,7 +59,7 @@ public class SaeSaveLoadTests : IDisposable
     }
 
     [Fact]
-    public void BatchTopK_is_saved_as_JumpReLU_with_its_learned_threshold_as_SAELens_does()
+    public void Batch_top_k_is_saved_as_jumprelu_with_its_learned_threshold_as_sae_lens_does()
     {
         using var sae = RandomSae(SaeArchitecture.BatchTopK);
         sae.Save(_dir);
@@ -77,7 +77,7 @@ public class SaeSaveLoadTests : IDisposable
     }
 
     [Fact]
-    public void The_saved_layout_has_SAELens_field_names_tensor_names_and_shapes()
+    public void The_saved_layout_has_sae_lens_field_names_tensor_names_and_shapes()
     {
         using var sae = RandomSae(SaeArchitecture.TopK);
         sae.Save(_dir);
@@ -133,7 +133,7 @@ public class SaeSaveLoadTests : IDisposable
     }
 
     [Fact]
-    public void A_hand_written_SAELens_6_folder_loads_with_its_hook_from_metadata()
+    public void A_hand_written_sae_lens_6_folder_loads_with_its_hook_from_metadata()
     {
         WriteFixture(SaeLens6Cfg);
         using var sae = SparseAutoencoder.Load(_dir);
