@@ -306,6 +306,36 @@ def dpo_step(warmup=1, runs=5):
     return median_seconds(step, warmup, runs), runs
 
 
+def sae_train_step(topk=False, warmup=2, runs=5):
+    """Standard SAE (d_in 512, d_sae 4096, batch 2048): x - b_dec, addmm encoder, ReLU, addmm decoder, MSE summed over
+    d_in + L1 scaled by decoder row norms (SAELens' standard training SAE), backward, Adam. topk: TopK (k 64) instead, no L1."""
+    torch.manual_seed(0)
+    d_in, d_sae, n = 512, 4096, 2048
+    w_dec = torch.empty(d_sae, d_in).uniform_(-math.sqrt(6 / d_in), math.sqrt(6 / d_in))
+    w_dec = w_dec / w_dec.norm(dim=1, keepdim=True) * 0.1
+    W_dec = nn.Parameter(w_dec.clone())
+    W_enc = nn.Parameter(w_dec.t().contiguous())
+    b_enc, b_dec = nn.Parameter(torch.zeros(d_sae)), nn.Parameter(torch.zeros(d_in))
+    opt = torch.optim.Adam([W_enc, W_dec, b_enc, b_dec], lr=3e-4)
+    x = torch.randn(n, d_in)
+
+    def step():
+        opt.zero_grad()
+        pre = torch.addmm(b_enc, x - b_dec, W_enc)
+        if topk:
+            v, i = pre.topk(64, dim=-1, sorted=False)
+            acts = torch.zeros_like(pre).scatter(-1, i, v.relu())
+        else:
+            acts = pre.relu()
+        out = torch.addmm(b_dec, acts, W_dec)
+        loss = F.mse_loss(out, x, reduction="sum") / n
+        if not topk:
+            loss = loss + 5.0 * acts.sum(0).dot(W_dec.norm(dim=1)) / n
+        loss.backward()
+        opt.step()
+    return median_seconds(step, warmup, runs), runs
+
+
 def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 2
     torch.set_num_threads(threads)
@@ -328,6 +358,9 @@ def main():
     print(json.dumps({"name": "dpo_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
     s, runs = ppo_rollout(runs=1 if quick else 3)
     print(json.dumps({"name": "ppo_rollout", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    s, runs = sae_train_step(runs=3 if quick else 7)
+    topk_s, _ = sae_train_step(topk=True, runs=3 if quick else 7)
+    print(json.dumps({"name": "sae_train_step", "median_s": s, "runs": runs, "side": "pytorch", "topk_s": topk_s}), flush=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ public sealed record BenchOptions
 /// </summary>
 public static class BenchCommand
 {
-    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name, DpoBenchmark.Name, PpoRolloutBenchmark.Name };
+    static readonly string[] ModelWorkloads = { "attn_only_train_step", "gpt2_small_forward", "gpt2_small_run_with_cache", GenerationBenchmark.Name, DpoBenchmark.Name, PpoRolloutBenchmark.Name, SaeBenchmark.Name };
 
     /// <summary>Every workload name <c>--only</c> accepts.</summary>
     public static IReadOnlyList<string> Workloads { get; } = ModelWorkloads.Append("matmul_peak").Append("attn_only_memory").Append(PatchingBenchmark.Name).ToArray();
@@ -102,6 +102,19 @@ public static class BenchCommand
                 o.WriteLine(string.Format(CultureInfo.InvariantCulture,
                     "        resid_pre sweep, {0} cells (GPT-2 small shape, 1 × {1} tokens): batched {2:0.00} s, naive {3:0.00} s, {4:0.0}× faster (target ≥ {5}×: {6}); max |diff| {7:G3}",
                     p.Cells, PatchingBenchmark.Positions, p.BatchedSeconds, p.NaiveSeconds, p.SpeedUp, PatchingBenchmark.TargetSpeedUp, p.MeetsTarget ? "met" : "NOT met", p.MaxAbsDiff));
+        }
+        if (Want(SaeBenchmark.Name))
+        {
+            int runs = quick ? 3 : 7;
+            double s = SaeBenchmark.Run(SafetyNotebooks.Sae.SaeArchitecture.Standard, warmup: 2, runs);
+            double topk = SaeBenchmark.Run(SafetyNotebooks.Sae.SaeArchitecture.TopK, warmup: 2, runs);
+            double peak = ModelBenchmarks.MatmulPeak(2048, warmup: 2, runs: quick ? 3 : 7);
+            Emit(new JsonObject
+            {
+                ["name"] = SaeBenchmark.Name, ["median_s"] = s, ["runs"] = runs, ["side"] = "dotnet", ["topk_s"] = topk,
+                ["step_gflops"] = Math.Round(SaeBenchmark.Flops / s / 1e9, 1), ["peak_gflops"] = Math.Round(peak, 1),
+                ["fraction_of_peak"] = Math.Round(SaeBenchmark.Flops / s / 1e9 / peak, 3),
+            });
         }
         if (Want("attn_only_memory"))
         {
