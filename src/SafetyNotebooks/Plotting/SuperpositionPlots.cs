@@ -9,7 +9,7 @@ namespace SafetyNotebooks.Plotting;
 /// <summary>
 /// Charts of toy models of superposition (<see cref="ToyModel"/>, Elhage et al. 2022; ARENA 1.3.1): WᵀW per instance,
 /// feature norms against the superposition measure, the 2-D columns of W, and feature dimensionality against 1/density.
-/// <paramref name="w"/> arguments are a model's <c>W</c>, <c>[instances, m, n]</c> (or <c>[m, n]</c> for one instance).
+/// The <c>w</c> arguments are a model's <c>W</c>, <c>[instances, m, n]</c> (or <c>[m, n]</c> for one instance).
 /// </summary>
 public static class SuperpositionPlots
 {

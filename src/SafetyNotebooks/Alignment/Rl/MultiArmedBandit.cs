@@ -3,7 +3,7 @@ namespace SafetyNotebooks.Alignment.Rl;
 /// <summary>
 /// The k-armed Gaussian bandit (Sutton &amp; Barto, <i>Reinforcement Learning</i>, 2nd ed., §2.3, the "10-armed testbed"):
 /// arm a pays a reward drawn from N(q*(a), σ²). The arm means q*(a) are drawn once from N(0, 1) with
-/// <paramref name="armSeed"/> (or given). Each episode is a single pull: the observation is the constant <c>[0]</c> and every
+/// the constructor's arm seed (or given). Each episode is a single pull: the observation is the constant <c>[0]</c> and every
 /// step terminates, so the bandit also runs in a <see cref="VectorEnv"/>. Reward noise comes from the generator that
 /// <see cref="Reset"/> seeds.
 /// </summary>
