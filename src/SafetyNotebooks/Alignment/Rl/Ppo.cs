@@ -12,7 +12,7 @@ namespace SafetyNotebooks.Alignment.Rl;
 /// <c>gae_lambda</c>, <c>num_minibatches</c>, <c>update_epochs</c>, <c>norm_adv</c>, <c>clip_coef</c>, <c>clip_vloss</c>,
 /// <c>ent_coef</c>, <c>vf_coef</c>, <c>max_grad_norm</c>, <c>seed</c>.
 /// </summary>
-public sealed record PpoConfig
+public sealed record PpoAgentConfig
 {
     /// <summary>Environment steps in total (all environments together). Default 500,000.</summary>
     public long TotalTimesteps { get; init; } = 500_000;
@@ -65,13 +65,13 @@ public sealed record PpoConfig
 
     internal void Validate()
     {
-        if (NumEnvs < 1 || NumSteps < 1) throw new ArgumentException($"PpoConfig: NumEnvs ({NumEnvs}) and NumSteps ({NumSteps}) must be 1 or more.");
-        if (NumMinibatches < 1 || UpdateEpochs < 1) throw new ArgumentException($"PpoConfig: NumMinibatches ({NumMinibatches}) and UpdateEpochs ({UpdateEpochs}) must be 1 or more.");
+        if (NumEnvs < 1 || NumSteps < 1) throw new ArgumentException($"PpoAgentConfig: NumEnvs ({NumEnvs}) and NumSteps ({NumSteps}) must be 1 or more.");
+        if (NumMinibatches < 1 || UpdateEpochs < 1) throw new ArgumentException($"PpoAgentConfig: NumMinibatches ({NumMinibatches}) and UpdateEpochs ({UpdateEpochs}) must be 1 or more.");
         if (BatchSize % NumMinibatches != 0)
-            throw new ArgumentException($"PpoConfig: NumEnvs·NumSteps = {BatchSize} is not divisible by NumMinibatches = {NumMinibatches}; choose sizes whose product splits evenly (e.g. 4 envs × 128 steps, 4 minibatches).");
-        if (NormAdv && MinibatchSize < 2) throw new ArgumentException($"PpoConfig: minibatches of {MinibatchSize} sample cannot be whitened (NormAdv); use fewer minibatches or set NormAdv = false.");
-        if (NumIterations < 1) throw new ArgumentException($"PpoConfig: TotalTimesteps {TotalTimesteps} is less than one rollout of NumEnvs·NumSteps = {BatchSize}; raise TotalTimesteps.");
-        if (!(LearningRate > 0)) throw new ArgumentException($"PpoConfig: LearningRate is {LearningRate}; use a positive rate such as 2.5e-4.");
+            throw new ArgumentException($"PpoAgentConfig: NumEnvs·NumSteps = {BatchSize} is not divisible by NumMinibatches = {NumMinibatches}; choose sizes whose product splits evenly (e.g. 4 envs × 128 steps, 4 minibatches).");
+        if (NormAdv && MinibatchSize < 2) throw new ArgumentException($"PpoAgentConfig: minibatches of {MinibatchSize} sample cannot be whitened (NormAdv); use fewer minibatches or set NormAdv = false.");
+        if (NumIterations < 1) throw new ArgumentException($"PpoAgentConfig: TotalTimesteps {TotalTimesteps} is less than one rollout of NumEnvs·NumSteps = {BatchSize}; raise TotalTimesteps.");
+        if (!(LearningRate > 0)) throw new ArgumentException($"PpoAgentConfig: LearningRate is {LearningRate}; use a positive rate such as 2.5e-4.");
     }
 }
 
@@ -82,7 +82,7 @@ public sealed record PpoConfig
 /// <param name="Advantages">GAE advantages, <c>[m]</c> (not yet normalized).</param>
 /// <param name="Returns">Value targets (advantages + values), <c>[m]</c>.</param>
 /// <param name="OldValues">Values at collection time, <c>[m]</c>.</param>
-public sealed record PpoMinibatch(Tensor Observations, Tensor Actions, Tensor OldLogProbs, Tensor Advantages, Tensor Returns, Tensor OldValues);
+public sealed record PpoAgentMinibatch(Tensor Observations, Tensor Actions, Tensor OldLogProbs, Tensor Advantages, Tensor Returns, Tensor OldValues);
 
 /// <summary>
 /// PPO's loss as a <see cref="ITrainingObjective{TBatch}"/> (CleanRL's update step): <c>pg_loss − ent_coef·entropy + vf_coef·v_loss</c>
@@ -90,10 +90,10 @@ public sealed record PpoMinibatch(Tensor Observations, Tensor Actions, Tensor Ol
 /// names: <c>losses/policy_loss</c>, <c>losses/value_loss</c>, <c>losses/entropy</c>, <c>losses/approx_kl</c>,
 /// <c>losses/old_approx_kl</c>, <c>losses/clipfrac</c>.
 /// </summary>
-public sealed class PpoObjective : ITrainingObjective<PpoMinibatch>
+public sealed class PpoAgentObjective : ITrainingObjective<PpoAgentMinibatch>
 {
     /// <summary>Creates the objective for <paramref name="agent"/> with <paramref name="config"/>'s coefficients.</summary>
-    public PpoObjective(ActorCritic agent, PpoConfig config)
+    public PpoAgentObjective(ActorCritic agent, PpoAgentConfig config)
     {
         Agent = agent ?? throw new ArgumentNullException(nameof(agent));
         Config = config ?? throw new ArgumentNullException(nameof(config));
@@ -102,12 +102,12 @@ public sealed class PpoObjective : ITrainingObjective<PpoMinibatch>
     /// <summary>The actor-critic being trained.</summary>
     public ActorCritic Agent { get; }
     /// <summary>Coefficients: clip, entropy and value weights, advantage normalization.</summary>
-    public PpoConfig Config { get; }
+    public PpoAgentConfig Config { get; }
     /// <inheritdoc/>
     public nn.Module Model => Agent;
 
     /// <inheritdoc/>
-    public ObjectiveOutput Compute(PpoMinibatch batch)
+    public ObjectiveOutput Compute(PpoAgentMinibatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
         var (logits, values) = Agent.call(batch.Observations);
@@ -140,15 +140,15 @@ public sealed record PpoIteration(int Iteration, long GlobalStep, double Learnin
     double PolicyLoss, double ValueLoss, double Entropy, double ApproxKl, double ClipFraction, double ExplainedVariance, double ElapsedSeconds);
 
 /// <summary>
-/// Proximal Policy Optimization for discrete actions, with the semantics of CleanRL's <c>ppo.py</c>: <see cref="PpoConfig.NumEnvs"/>
-/// environments in a <see cref="VectorEnv"/>, rollouts of <see cref="PpoConfig.NumSteps"/> steps, GAE through
+/// Proximal Policy Optimization for discrete actions, with the semantics of CleanRL's <c>ppo.py</c>: <see cref="PpoAgentConfig.NumEnvs"/>
+/// environments in a <see cref="VectorEnv"/>, rollouts of <see cref="PpoAgentConfig.NumSteps"/> steps, GAE through
 /// <see cref="Alignment.Advantages.Gae"/> (episode ends stop the recursion; the last state's value is the bootstrap), then
-/// <see cref="PpoConfig.UpdateEpochs"/> epochs over shuffled minibatches of the clipped objective.
+/// <see cref="PpoAgentConfig.UpdateEpochs"/> epochs over shuffled minibatches of the clipped objective.
 /// <para>The gradient steps run through the library's one training loop: a <see cref="Trainer{TBatch}"/> with
-/// <see cref="PpoObjective"/> (Adam with ε = 1e-5, no weight decay, global-norm clipping at <see cref="PpoConfig.MaxGradNorm"/>,
+/// <see cref="PpoAgentObjective"/> (Adam with ε = 1e-5, no weight decay, global-norm clipping at <see cref="PpoAgentConfig.MaxGradNorm"/>,
 /// linear learning-rate decay). The trainer's batch source does the RL part: at the first update of each iteration it
 /// collects a rollout and computes advantages, then it serves that rollout's minibatches. One difference from CleanRL:
-/// with <see cref="PpoConfig.AnnealLr"/> the trainer decays the rate per update (<c>lr·(1 − u/U)</c> over all U updates)
+/// with <see cref="PpoAgentConfig.AnnealLr"/> the trainer decays the rate per update (<c>lr·(1 − u/U)</c> over all U updates)
 /// rather than once per iteration; the two curves differ by less than one iteration's step. CleanRL's optional
 /// <c>target_kl</c> early stop is not offered (the trainer runs a fixed number of updates; it is off by default in CleanRL too).</para>
 /// </summary>
@@ -166,17 +166,17 @@ public sealed class Ppo
     int[] _order = Array.Empty<int>();
     bool _trained;
 
-    /// <summary>Builds the environments (<see cref="PpoConfig.NumEnvs"/> copies from <paramref name="envFactory"/>), the agent and the trainer.</summary>
-    public Ppo(Func<IEnvironment> envFactory, PpoConfig? config = null)
+    /// <summary>Builds the environments (<see cref="PpoAgentConfig.NumEnvs"/> copies from <paramref name="envFactory"/>), the agent and the trainer.</summary>
+    public Ppo(Func<IEnvironment> envFactory, PpoAgentConfig? config = null)
     {
         _envFactory = envFactory ?? throw new ArgumentNullException(nameof(envFactory));
-        Config = config ?? new PpoConfig();
+        Config = config ?? new PpoAgentConfig();
         Config.Validate();
         TorchRuntime.EnsureLoaded();
         _env = new VectorEnv(envFactory, Config.NumEnvs);
         Agent = new ActorCritic(_env.ObservationSize, _env.ActionCount, Config.HiddenSize, seed: Config.Seed);
         _actionRng = new Random(Config.Seed);
-        Trainer = new Trainer<PpoMinibatch>(new PpoObjective(Agent, Config), new TrainerConfig
+        Trainer = new Trainer<PpoAgentMinibatch>(new PpoAgentObjective(Agent, Config), new TrainerConfig
         {
             Optimizer = TrainerOptimizer.Adam,
             LearningRate = Config.LearningRate,
@@ -193,11 +193,11 @@ public sealed class Ppo
     }
 
     /// <summary>The hyper-parameters.</summary>
-    public PpoConfig Config { get; }
+    public PpoAgentConfig Config { get; }
     /// <summary>The actor-critic.</summary>
     public ActorCritic Agent { get; }
     /// <summary>The library trainer that runs the gradient steps (its <see cref="Trainer{TBatch}.History"/> has every update's losses).</summary>
-    public Trainer<PpoMinibatch> Trainer { get; }
+    public Trainer<PpoAgentMinibatch> Trainer { get; }
     /// <summary>Every training episode that finished, in order.</summary>
     public IReadOnlyList<EpisodeRecord> Episodes => _episodes;
     /// <summary>One record per iteration.</summary>
@@ -206,10 +206,10 @@ public sealed class Ppo
     public long GlobalStep { get; private set; }
     /// <summary>Optimizer updates per iteration: UpdateEpochs · NumMinibatches.</summary>
     public int UpdatesPerIteration => Config.UpdateEpochs * Config.NumMinibatches;
-    /// <summary>Where live progress goes (null: <see cref="Progress.SinkFactory"/> when <see cref="PpoConfig.ShowProgress"/>).</summary>
+    /// <summary>Where live progress goes (null: <see cref="Progress.SinkFactory"/> when <see cref="PpoAgentConfig.ShowProgress"/>).</summary>
     public IProgressSink? ProgressSink { get; set; }
 
-    /// <summary>Runs all <see cref="PpoConfig.NumIterations"/> iterations; returns the per-iteration records.</summary>
+    /// <summary>Runs all <see cref="PpoAgentConfig.NumIterations"/> iterations; returns the per-iteration records.</summary>
     public IReadOnlyList<PpoIteration> Train()
     {
         if (_trained) throw new InvalidOperationException("Ppo.Train was already called on this instance; build a new Ppo to train again.");
@@ -319,7 +319,7 @@ public sealed class Ppo
         for (int i = 0; i < cut.Length; i++) rewards[cut[i] * T + t] += (float)(Config.Gamma * v[i]);
     }
 
-    PpoMinibatch Minibatch(int index)
+    PpoAgentMinibatch Minibatch(int index)
     {
         int m = Config.MinibatchSize, d = _env.ObservationSize;
         var obs = new float[m * d];
@@ -335,7 +335,7 @@ public sealed class Ppo
             (actions[i], logp[i], adv[i], ret[i], val[i]) = (_actions[j], _logProbs[j], _advantages[j], _returns[j], _values[j]);
         }
         var device = Trainer.Device;
-        return new PpoMinibatch(torch.tensor(obs, new long[] { m, d }, device: device), torch.tensor(actions, device: device),
+        return new PpoAgentMinibatch(torch.tensor(obs, new long[] { m, d }, device: device), torch.tensor(actions, device: device),
             torch.tensor(logp, device: device), torch.tensor(adv, device: device), torch.tensor(ret, device: device), torch.tensor(val, device: device));
     }
 

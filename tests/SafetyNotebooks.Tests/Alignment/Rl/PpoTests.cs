@@ -11,7 +11,7 @@ public class PpoTests
     public PpoTests() => TorchRuntime.EnsureLoaded();
 
     // Small rollouts (4 envs × 16 steps = 64 samples, 2 minibatches, 4 epochs) and a higher constant rate than CartPole's.
-    static PpoConfig Probe(long steps, int seed = 1) => new()
+    static PpoAgentConfig Probe(long steps, int seed = 1) => new()
     {
         TotalTimesteps = steps, NumEnvs = 4, NumSteps = 16, NumMinibatches = 2, UpdateEpochs = 4,
         LearningRate = 1e-2, AnnealLr = false, Seed = seed, ShowProgress = false, HiddenSize = 16,
@@ -104,7 +104,7 @@ public class PpoTests
     {
         static (double[] Returns, double[] Losses) Run(int seed)
         {
-            var ppo = new Ppo(() => new CartPole(), new PpoConfig { TotalTimesteps = 4 * 64 * 3, NumSteps = 64, Seed = seed, ShowProgress = false });
+            var ppo = new Ppo(() => new CartPole(), new PpoAgentConfig { TotalTimesteps = 4 * 64 * 3, NumSteps = 64, Seed = seed, ShowProgress = false });
             ppo.Train();
             return (ppo.Episodes.Select(e => e.Return).ToArray(), ppo.Trainer.LossHistory.ToArray());
         }
@@ -131,7 +131,7 @@ public class PpoTests
     [Fact]
     public void Ppo_refuses_a_rollout_that_does_not_split_into_minibatches()
     {
-        var error = Assert.Throws<ArgumentException>(() => new Ppo(() => new CartPole(), new PpoConfig { NumEnvs = 3, NumSteps = 10, NumMinibatches = 4 }));
+        var error = Assert.Throws<ArgumentException>(() => new Ppo(() => new CartPole(), new PpoAgentConfig { NumEnvs = 3, NumSteps = 10, NumMinibatches = 4 }));
         Assert.Contains("not divisible by NumMinibatches = 4", error.Message);
     }
 
