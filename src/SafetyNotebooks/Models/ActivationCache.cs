@@ -365,6 +365,8 @@ public sealed class ActivationCache : IDisposable
         if (!_store.TryGetValue(scaleName, out var scale))
             throw new KeyNotFoundException($"ApplyLnToStack needs '{scaleName}' in the cache; include it in RunWithCache's namesFilter.");
         using var scope = NewDisposeScope();
+        if (!final && !mlpInput && scale.dim() == (HasBatchDim ? 4 : 3))            // ln1 ran on per-head inputs (split QKV / attn_in)
+            scale = SplitInputScale(l, scale);                                     // [batch, pos, head, 1] → [batch, pos, 1]
         scale = IndexDim(scale, posSlice, -2);                                     // [batch, pos, 1] → e.g. [batch, 1]
         if (HasBatchDim && batchSlice is not null)
         {
@@ -381,6 +383,36 @@ public sealed class ActivationCache : IDisposable
         x = x / scale;                                                              // scale [..., 1] broadcasts over d_model only
         if (norm.w is { } w) x = x * w;
         return x.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// With split attention inputs (<see cref="HookedTransformerConfig.UseSplitQkvInput"/> / <see cref="HookedTransformerConfig.UseAttnIn"/>)
+    /// ln1 normalizes a per-head copy of the residual stream, so its cached <c>hook_scale</c> is [batch, pos, head, 1] and holds
+    /// only the last of its firings (the values' input). It is the scale of the whole residual stream only when every per-head
+    /// input still equals <c>hook_resid_pre</c>; this checks that on the cached inputs and returns head 0's scale [batch, pos, 1],
+    /// and refuses (naming the hook) when an input is missing from the cache or was edited by a hook.
+    /// (TransformerLens slices such a scale's head dimension as if it were positions.)
+    /// </summary>
+    Tensor SplitInputScale(int layer, Tensor scale)
+    {
+        bool attnIn = Model.Cfg.UseAttnIn || (_store.ContainsKey($"blocks.{layer}.hook_attn_in") && !_store.ContainsKey($"blocks.{layer}.hook_q_input"));
+        string flag = attnIn ? "UseAttnIn" : "UseSplitQkvInput";
+        string setter = attnIn ? "SetUseAttnIn(false)" : "SetUseSplitQkvInput(false)";
+        var inputs = attnIn ? new[] { "hook_attn_in" } : new[] { "hook_q_input", "hook_k_input", "hook_v_input" };
+        var residName = $"blocks.{layer}.hook_resid_pre";
+        foreach (var name in inputs.Select(n => $"blocks.{layer}.{n}").Prepend(residName))
+            if (!_store.ContainsKey(name))
+                throw new KeyNotFoundException($"ApplyLnToStack: layer {layer}'s ln1 input is split per head ({flag}), so its cached scale is per head and " +
+                    $"needs '{name}' in the cache to check that every head normalized the same residual stream: include it in RunWithCache's namesFilter, or call {setter} before RunWithCache.");
+        var resid = _store[residName].unsqueeze(-2);                                // [batch, pos, 1, d_model]
+        foreach (var name in inputs.Select(n => $"blocks.{layer}.{n}"))
+        {
+            var perHead = _store[name];                                             // [batch, pos, head, d_model]
+            if (perHead.ne(resid).any().item<bool>())
+                throw new InvalidOperationException($"ApplyLnToStack: '{name}' differs from '{residName}' (a hook edited a head's input), so layer {layer}'s ln1 " +
+                    $"scale differs per head and no single scale applies to the stack: rerun RunWithCache without that edit (or with {setter}), or normalize each head's input yourself.");
+        }
+        return scale.select(-2, 0);                                                 // every head's scale is the stream's: [batch, pos, 1]
     }
 
     /// <summary>

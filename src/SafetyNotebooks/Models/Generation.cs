@@ -46,6 +46,13 @@ public sealed record GenerationOptions
     public int NumBeams { get; init; } = 1;
     /// <summary>Beam search: a finished hypothesis scores <c>sum of log-probs / (generated length ^ LengthPenalty)</c> (Hugging Face); &gt; 0 favours longer ones. Default 1.</summary>
     public double LengthPenalty { get; init; } = 1.0;
+    /// <summary>
+    /// Sequences returned per prompt (Hugging Face's <c>num_return_sequences</c>); default 1. Beam search returns each prompt's
+    /// <c>NumReturnSequences</c> best hypotheses (at most <see cref="NumBeams"/>), best first; sampling draws that many
+    /// independent samples per prompt. Rows of the result are grouped by prompt: row <c>b * n + i</c> is prompt b's i-th
+    /// sequence. Greedy decoding without beams is refused for n &gt; 1 (it would return n copies), as in Hugging Face.
+    /// </summary>
+    public int NumReturnSequences { get; init; } = 1;
 
     /// <summary>Greedy decoding options.</summary>
     public static GenerationOptions Greedy(int maxNewTokens = 20, long? eosTokenId = null) =>
@@ -92,6 +99,11 @@ public static class Generation
         if (promptTokens.dim() != 2) throw new ArgumentException("Prompt must be [batch, pos].", nameof(promptTokens));
         if (o.MaxNewTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxNewTokens must be ≥ 0.");
         if (o.NumBeams < 1) throw new ArgumentOutOfRangeException(nameof(options), $"NumBeams is {o.NumBeams}; use 1 (no beam search) or more.");
+        if (o.NumReturnSequences < 1) throw new ArgumentOutOfRangeException(nameof(options), $"NumReturnSequences is {o.NumReturnSequences}; use 1 or more.");
+        if (o.NumReturnSequences > 1 && o.NumBeams > 1 && o.NumReturnSequences > o.NumBeams)
+            throw new ArgumentOutOfRangeException(nameof(options), $"NumReturnSequences is {o.NumReturnSequences} but beam search keeps only NumBeams = {o.NumBeams} hypotheses per prompt: set NumBeams ≥ {o.NumReturnSequences} or lower NumReturnSequences.");
+        if (o.NumReturnSequences > 1 && o.NumBeams == 1 && (!o.DoSample || o.Temperature <= 0))
+            throw new ArgumentOutOfRangeException(nameof(options), $"NumReturnSequences is {o.NumReturnSequences} but decoding is greedy, which would return {o.NumReturnSequences} identical sequences: set DoSample = true (with Temperature > 0) or NumBeams ≥ {o.NumReturnSequences}.");
         if (o.RepetitionPenalty <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"RepetitionPenalty is {o.RepetitionPenalty}; it must be > 0 (1 = off).");
         if (attentionMask is not null)
         {
@@ -112,8 +124,10 @@ public static class Generation
             var ht = model as HookedTransformer;
             if (padded && ht is null)
                 throw new ArgumentException($"A padded prompt needs a HookedTransformer (a {model.GetType().Name} cannot take an attention mask); generate row by row, or pass prompts of equal length without a mask.", nameof(attentionMask));
+            int n = o.NumReturnSequences;
             var result = o.NumBeams > 1 ? BeamSearch(model, ht, promptTokens.to_type(ScalarType.Int64), mask, padded, o)
-                                        : Sample(model, ht, promptTokens.to_type(ScalarType.Int64), mask, padded, o);
+                       : n > 1 ? Sample(model, ht, promptTokens.to_type(ScalarType.Int64).repeat_interleave(n, 0), mask.repeat_interleave(n, 0), padded, o) // HF: expand each prompt n times
+                       : Sample(model, ht, promptTokens.to_type(ScalarType.Int64), mask, padded, o);
             return new GenerationResult(result.Tokens.MoveToOuterDisposeScope(), result.LogProbs.MoveToOuterDisposeScope(), result.GeneratedMask.MoveToOuterDisposeScope());
         }
         finally
@@ -285,7 +299,7 @@ public static class Generation
     /// Hugging Face's beam search (<c>num_beams</c> &gt; 1, no sampling, <c>early_stopping=False</c>): each step keeps the
     /// <c>NumBeams</c> best continuations of every row by summed log-probability (of the processed logits); a beam that emits
     /// EOS becomes a finished hypothesis scored <c>sum / generated_length ^ LengthPenalty</c>; a row is done when it has
-    /// <c>NumBeams</c> hypotheses and no running beam can beat the worst. Returns each row's best hypothesis.
+    /// <c>NumBeams</c> hypotheses and no running beam can beat the worst. Returns each row's <c>NumReturnSequences</c> best hypotheses, best first.
     /// </summary>
     static (Tensor Tokens, Tensor LogProbs, Tensor GeneratedMask) BeamSearch(nn.Module<Tensor, Tensor> model, HookedTransformer? ht, Tensor prompt, Tensor mask, bool padded, GenerationOptions o)
     {
@@ -381,15 +395,19 @@ public static class Generation
                 AddHypothesis(hyps[b], K, Score(beamScores[i], beamTokens[i].Count), beamTokens[i].ToArray(), beamRaw[i].ToArray());
             }
         }
-        var best = hyps.Select(h => h.Count == 0 ? (Score: 0.0, Tokens: Array.Empty<long>(), Raw: Array.Empty<float>()) : h.MaxBy(x => x.Score)).ToArray();
+        // Each row's NumReturnSequences best hypotheses, best first (HF); a row with fewer (MaxNewTokens = 0) gets empty ones.
+        int n = o.NumReturnSequences;
+        var empty = (Score: 0.0, Tokens: Array.Empty<long>(), Raw: Array.Empty<float>());
+        var best = hyps.SelectMany(h => h.OrderByDescending(x => x.Score).Concat(Enumerable.Repeat(empty, n)).Take(n)).ToArray(); // [batch * n]
+        long rows = batch * n;
         int width = best.Max(h => h.Tokens.Length);
-        var outTok = new long[batch * width]; var lp = new float[batch * width]; var gm = new bool[batch * width];
+        var outTok = new long[rows * width]; var lp = new float[rows * width]; var gm = new bool[rows * width];
         Array.Fill(outTok, pad);
-        for (long b = 0; b < batch; b++)
+        for (long b = 0; b < rows; b++)
             for (int t = 0; t < best[b].Tokens.Length; t++) { outTok[b * width + t] = best[b].Tokens[t]; lp[b * width + t] = best[b].Raw[t]; gm[b * width + t] = true; }
-        var generatedTokens = torch.tensor(outTok, new[] { batch, (long)width }, device: device);
-        return (torch.cat(new[] { prompt, generatedTokens }, 1), torch.tensor(lp, new[] { batch, (long)width }, device: device),
-            torch.tensor(gm, new[] { batch, (long)width }, device: device));
+        var generatedTokens = torch.tensor(outTok, new[] { rows, (long)width }, device: device);
+        return (torch.cat(new[] { prompt.repeat_interleave(n, 0), generatedTokens }, 1), torch.tensor(lp, new[] { rows, (long)width }, device: device),
+            torch.tensor(gm, new[] { rows, (long)width }, device: device));
     }
 
     static void AddHypothesis(List<(double Score, long[] Tokens, float[] Raw)> hyps, int k, double score, long[] tokens, float[] raw)

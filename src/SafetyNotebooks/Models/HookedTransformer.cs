@@ -323,7 +323,8 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
             newHasPadding = !allReal.item<bool>();
         }
         bool padded = newHasPadding || (cache?.HasPadding ?? false);
-        if (!padded && attentionMask is null && past == 0)
+        bool windowed = Cfg.SlidingWindow is int sw && past + pos > sw;  // some query would see more than the window: mask explicitly
+        if (!padded && !windowed && attentionMask is null && past == 0)
             return AttentionContext.Causal(batch, pos, device) with { CacheEntries = cache?.Entries };
         if (attentionMask is not null || past > 0)
         {
@@ -334,14 +335,17 @@ public sealed partial class HookedTransformer : nn.Module<Tensor, Tensor>
         var positions = fullMask is null
             ? arange(past, past + pos, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, pos)
             : (fullMask.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0).narrow(1, past, pos);
-        if (!padded)                                                       // no padding anywhere: causal, or one new query seeing everything
+        if (!padded && !windowed)                                          // no padding anywhere: causal, or one new query seeing everything
             return pos == 1 && past > 0
                 ? new AttentionContext { Positions = positions, PastLength = past, IsCausal = false, CacheEntries = cache?.Entries }
                 : past == 0
                     ? new AttentionContext { Positions = positions, CacheEntries = cache?.Entries }
                     : CausalWithPast(positions, CausalAllowed(pos, past).unsqueeze(0).unsqueeze(0).expand(batch, 1, pos, past + pos));
         // [batch, 1, pos, past + pos]: causal (query i sits at past + i) and the key is a real token.
-        var allowed = CausalAllowed(pos, past).unsqueeze(0).logical_and(fullMask!.unsqueeze(1)).unsqueeze(1);
+        // Sliding window (Mistral): query i (cache index past + i) also needs key j > past + i − window, i.e. j − i ≥ past − window + 1.
+        var band = windowed ? CausalAllowed(pos, past).logical_and(ones(pos, past + pos, dtype: ScalarType.Bool, device: device).triu(past - Cfg.SlidingWindow!.Value + 1))
+                            : CausalAllowed(pos, past);
+        var allowed = (fullMask is null ? band.unsqueeze(0).expand(batch, pos, past + pos) : band.unsqueeze(0).logical_and(fullMask.unsqueeze(1))).unsqueeze(1);
         var none = allowed.any(-1).logical_not();                          // [batch, 1, pos]
         var diagonal = eye(pos, past + pos, dtype: ScalarType.Bool, device: device);
         if (past > 0) diagonal = diagonal.roll(past, 1);

@@ -122,6 +122,13 @@ public sealed record HookedTransformerConfig
     /// </summary>
     public bool UseHookMlpIn { get; init; }
 
+    /// <summary>
+    /// Sliding-window attention (Mistral's <c>sliding_window</c>): a query at cache index i attends only to keys j with
+    /// i − j &lt; SlidingWindow (the last SlidingWindow keys, itself included), as Hugging Face's Mistral masks it; also with
+    /// a key/value cache and padded batches. Null (default): full causal attention.
+    /// </summary>
+    public int? SlidingWindow { get; init; }
+
     /// <summary>The initialisation standard deviation actually used.</summary>
     public double EffectiveInitRange => InitRange ?? 0.8 / Math.Sqrt(DModel);
     /// <summary>The number of key/value heads actually used (<see cref="NKeyValueHeads"/> or <see cref="NHeads"/>).</summary>
@@ -170,6 +177,8 @@ public sealed record HookedTransformerConfig
             if (!(RotaryBase > 0) || !double.IsFinite(RotaryBase))
                 throw new ArgumentException($"HookedTransformerConfig.RotaryBase is {RotaryBase} but must be a positive number (10000 is usual).");
         }
+        if (SlidingWindow is int sw && sw < 1)
+            throw new ArgumentException($"HookedTransformerConfig.SlidingWindow is {sw}; it must be ≥ 1 (the number of keys a query sees), or null for full causal attention.");
         if (UseAttnIn && UseSplitQkvInput)
             throw new ArgumentException("HookedTransformerConfig.UseAttnIn and UseSplitQkvInput are both true, but queries, keys and values " +
                 "read either hook_attn_in or hook_q_input/hook_k_input/hook_v_input: set only one of them.");

@@ -237,6 +237,59 @@ public class GenerationPenaltyAndBeamTests
         Assert.Equal(Math.Log(0.9), lp[1], 5);
     }
 
+    static readonly float[,] ReturnTable = LogTable(new[,]
+    {
+        { 0.1, 0.5, 0.4 },
+        { 0.2, 0.3, 0.5 },
+        { 0.9, 0.05, 0.05 },
+    });
+
+    [Fact]
+    public void Beam_search_returns_the_top_n_beams_per_prompt_best_first()
+    {
+        // Prompt [0], 3 beams, 2 steps. Step 1: [1] .5, [2] .4, [0] .1. Step 2: [2,0] .36, [1,2] .25, [1,1] .15, [1,0] .10, ...
+        // Prompt [2]: step 1 [0] .9, then [0,1] .45, [0,2] .36, [0,0] .09 beat every continuation of [1]/[2] (≤ .045).
+        var model = new MarkovLogits(ReturnTable);
+        using var prompts = tensor(new long[] { 0, 2 }, new long[] { 2, 1 });
+        var o = GenerationOptions.Greedy(2) with { NumBeams = 3, NumReturnSequences = 3 };
+        using var r = Generation.Generate(model, prompts, o);
+        Assert.Equal(new long[] { 6, 3 }, r.Tokens.shape);
+        Assert.Equal(new long[] { 0, 2, 0, 0, 1, 2, 0, 1, 1, 2, 0, 1, 2, 0, 2, 2, 0, 0 }, r.Tokens.data<long>().ToArray());
+        var lp = r.LogProbs.data<float>().ToArray();
+        var expected = new[] { 0.4, 0.9, 0.5, 0.5, 0.5, 0.3, 0.9, 0.5, 0.9, 0.4, 0.9, 0.1 }.Select(p => Math.Log(p)).ToArray();
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], lp[i], 5);
+
+        // n = 2 keeps the first two of each prompt; n = 1 is the plain beam search result.
+        using var two = Generation.Generate(model, prompts, o with { NumReturnSequences = 2 });
+        Assert.Equal(new long[] { 0, 2, 0, 0, 1, 2, 2, 0, 1, 2, 0, 2 }, two.Tokens.data<long>().ToArray());
+        using var one = Generation.Generate(model, prompts, o with { NumReturnSequences = 1 });
+        Assert.Equal(new long[] { 0, 2, 0, 2, 0, 1 }, one.Tokens.data<long>().ToArray());
+        using var plain = Generation.Generate(model, prompts, GenerationOptions.Greedy(2) with { NumBeams = 3 });
+        Assert.Equal(new long[] { 0, 2, 0, 2, 0, 1 }, plain.Tokens.data<long>().ToArray());
+
+        var tooMany = Assert.Throws<ArgumentOutOfRangeException>(() => Generation.Generate(model, prompts, o with { NumReturnSequences = 4 }));
+        Assert.Contains("NumBeams", tooMany.Message);
+        var greedy = Assert.Throws<ArgumentOutOfRangeException>(() => Generation.Generate(model, prompts, GenerationOptions.Greedy(2) with { NumReturnSequences = 2 }));
+        Assert.Contains("DoSample", greedy.Message);
+    }
+
+    [Fact]
+    public void Sampling_with_num_return_sequences_draws_independent_samples_per_prompt()
+    {
+        // Uniform over 4 tokens: 8 samples of 4 tokens per prompt; each row starts with its own prompt, and the samples differ.
+        var model = new MarkovLogits(new float[4, 4]);
+        using var prompts = tensor(new long[] { 1, 3 }, new long[] { 2, 1 });
+        var o = new GenerationOptions { MaxNewTokens = 4, Seed = 7, NumReturnSequences = 8 };
+        using var r = Generation.Generate(model, prompts, o);
+        Assert.Equal(new long[] { 16, 5 }, r.Tokens.shape);
+        for (int row = 0; row < 16; row++) Assert.Equal(row < 8 ? 1L : 3L, r.Tokens[row, 0].item<long>());
+        var samples = Enumerable.Range(0, 16).Select(row => string.Join(",", r.Tokens[row].data<long>().ToArray().Skip(1))).ToList();
+        Assert.True(samples.Take(8).Distinct().Count() > 1 && samples.Skip(8).Distinct().Count() > 1, string.Join(" | ", samples));
+        for (int i = 0; i < 16 * 4; i++) Assert.Equal(Math.Log(0.25), r.LogProbs.data<float>()[i], 5);
+        using var single = Generation.Generate(model, prompts, o with { NumReturnSequences = 1 });
+        Assert.Equal(new long[] { 2, 5 }, single.Tokens.shape);
+    }
+
     [Theory]
     // EOS = 2. Step 1 from 0: [2] ends with p 0.4 (score log 0.4 / 1). Step 2: [1, 2] ends with p 0.55 × 0.6 = 0.33
     // (score log 0.33 / 2^lp). lp = 1: −0.554 beats −0.916 → [1, 2]. lp = 0: −1.109 loses → [2] (output as long as the best hypothesis).

@@ -188,4 +188,59 @@ public class SplitInputHookTests
         Assert.Contains("use UseSplitQkvInput instead", gqa.Message);
         Assert.False(llama.Cfg.UseAttnIn);
     }
+
+    /// <summary>
+    /// With split inputs ln1's cached scale is per head [batch, pos, head, 1]; ApplyLnToStack on layer 1 must still equal the
+    /// hand-computed LayerNorm of the residual stream, (x - mean) / sqrt(var + eps) ∘ w (the stack sums to hook_resid_pre).
+    /// </summary>
+    [Theory]
+    [InlineData("split")]
+    [InlineData("attn_in")]
+    public void Apply_ln_to_stack_with_split_inputs_equals_the_hand_computed_layer_norm(string mode)
+    {
+        using var model = Load("hf-gpt2-tiny");
+        if (mode == "split") model.SetUseSplitQkvInput(true); else model.SetUseAttnIn(true);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var (_, cache) = model.RunWithCache(Tokens(5));
+        using (cache)
+        {
+            var x = cache["blocks.1.hook_resid_pre"];                           // [2, 7, d]
+            var centered = x - x.mean(new long[] { -1 }, keepdim: true);
+            var hand = centered / (centered.pow(2).mean(new long[] { -1 }, keepdim: true) + model.Cfg.LayerNormEps).sqrt() * model.blocks[1].ln1!.w!;
+            var (stack, _) = cache.DecomposeResid(1, applyLn: true);            // [c, 2, 7, d]
+            Assert.True(MaxAbs(stack.sum(dim: 0), hand) < 1e-4, $"{mode}: max |Δ| = {MaxAbs(stack.sum(dim: 0), hand)}");
+            var (raw, _) = cache.DecomposeResid(1);
+            var last = cache.ApplyLnToStack(raw.select(2, -1), 1, posSlice: TensorIndex.Single(-1));
+            Assert.True(MaxAbs(last.sum(dim: 0), hand.select(1, -1)) < 1e-4, $"{mode} posSlice -1: max |Δ| = {MaxAbs(last.sum(dim: 0), hand.select(1, -1))}");
+        }
+    }
+
+    [Fact]
+    public void Apply_ln_to_stack_refuses_split_inputs_that_a_hook_edited_or_that_were_not_cached()
+    {
+        using var model = Load("hf-gpt2-tiny").SetUseSplitQkvInput(true);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var tokens = Tokens(6);
+        ActivationCache edited;
+        using (model.Hooks(("blocks.1.hook_q_input", (x, hp) => x * tensor(Enumerable.Range(0, (int)x.shape[2]).Select(h => h == 1 ? 2f : 1f).ToArray()).reshape(-1, 1))))
+            (_, edited) = model.RunWithCache(tokens);
+        using (edited)
+        {
+            var (stack, _) = edited.DecomposeResid(1);
+            var e = Assert.Throws<InvalidOperationException>(() => edited.ApplyLnToStack(stack, 1));
+            Assert.Contains("'blocks.1.hook_q_input' differs", e.Message);
+            // Layer 0 was not edited: still fine; the MLP input (ln2) and the final norm are not split.
+            edited.ApplyLnToStack(edited.DecomposeResid(0).Stack, 0);
+            edited.ApplyLnToStack(stack, 1, mlpInput: true);
+        }
+        var (_, partial) = model.RunWithCache(tokens, n => !n.EndsWith("hook_k_input"));
+        using (partial)
+        {
+            var e = Assert.Throws<KeyNotFoundException>(() => partial.ApplyLnToStack(partial.DecomposeResid(1).Stack, 1));
+            Assert.Contains("'blocks.1.hook_k_input'", e.Message);
+            Assert.Contains("SetUseSplitQkvInput(false)", e.Message);
+        }
+    }
 }

@@ -217,9 +217,10 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         }
         else
         {
-            var scores = matmul(q.transpose(1, 2), keys.transpose(2, 3)) / Math.Sqrt(Dh); // [batch, head, query_pos, key_pos]
-            if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
-            else if (causal) scores = scores.masked_fill(_mask.narrow(0, keyPos - pos, pos).narrow(1, 0, keyPos), double.NegativeInfinity);
+            // Scale the queries (d_head wide) rather than the scores (key_pos wide), and mask the fresh scores in place.
+            var scores = matmul(q.transpose(1, 2) * (1.0 / Math.Sqrt(Dh)), keys.transpose(2, 3)); // [batch, head, query_pos, key_pos]
+            if (allowed is not null) scores.masked_fill_(allowed.logical_not(), double.NegativeInfinity);
+            else if (causal) scores.masked_fill_(_mask.narrow(0, keyPos - pos, pos).narrow(1, 0, keyPos), double.NegativeInfinity);
             scores = hook_attn_scores.forward(scores);
             var pattern = scores.softmax(-1);
             pattern = hook_pattern.forward(pattern.nan_to_num(0.0));       // a fully masked row (left padding, or a hook) → zeros

@@ -15,7 +15,8 @@ namespace SafetyNotebooks.Models.Conversion;
 /// </summary>
 /// <remarks>
 /// Not supported, refused with a message: <c>rope_scaling</c> other than the default (Llama 3.1's "llama3", YaRN, ...).
-/// Mistral's <c>sliding_window</c> is not applied: outputs equal Hugging Face's for sequences up to the window length.
+/// Mistral's <c>sliding_window</c> is applied (<see cref="HookedTransformerConfig.SlidingWindow"/>); Qwen2's per-layer
+/// sliding window (<c>use_sliding_window: true</c> with <c>max_window_layers</c>) is refused.
 /// </remarks>
 public sealed class LlamaConverter : PretrainedConverter
 {
@@ -43,6 +44,12 @@ public sealed class LlamaConverter : PretrainedConverter
         double theta = c.Double("rope_theta", 10000.0);
         if (!c.Has("rope_theta") && c.Object("rope_parameters")?["rope_theta"] is { } t && t.GetValueKind() == JsonValueKind.Number)
             theta = t.GetValue<double>();
+        // Mistral: sliding_window (null or absent: none). Qwen2 writes sliding_window but applies it only with use_sliding_window.
+        bool qwen = c.Has("use_sliding_window") || c.Has("max_window_layers");
+        int window = qwen ? 0 : c.Int("sliding_window", false, fallback: 0);
+        if (qwen && c.Bool("use_sliding_window", false))
+            throw new InvalidDataException($"'{c.Path}': field 'use_sliding_window' is true, and Qwen2's per-layer sliding window (max_window_layers) is not implemented: " +
+                "set use_sliding_window to false (outputs then equal Hugging Face's for sequences up to sliding_window).");
         try
         {
             int dHead = c.Int("head_dim", false, fallback: d / h);
@@ -60,6 +67,7 @@ public sealed class LlamaConverter : PretrainedConverter
                 RotaryBase = theta,
                 InitRange = c.Double("initializer_range", 0.02),
                 TiedEmbeddings = c.Bool("tie_word_embeddings", false),
+                SlidingWindow = window > 0 ? window : null,
             }.Validate();
         }
         catch (ArgumentException e) { throw new InvalidDataException($"'{c.Path}': {e.Message}", e); }
