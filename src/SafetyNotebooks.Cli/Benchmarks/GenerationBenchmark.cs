@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using SafetyNotebooks.Models;
 using SafetyNotebooks.Runtime;
 using static TorchSharp.torch;
@@ -40,30 +39,16 @@ public static class GenerationBenchmark
         using var prompt = randint(0, 50257, new long[] { Batch, PromptLength });
         var options = GenerationOptions.Greedy(NewTokens);
         long[]? cachedTokens = null, uncachedTokens = null;
-        double cached = Median(() =>
+        double cached = ModelBenchmarks.MedianSeconds(() =>
         {
             using var r = Generation.Generate(model, prompt, options);
             cachedTokens ??= r.Tokens.data<long>().ToArray();
         }, warmup: 1, cachedRuns);
-        double uncached = Median(() =>
+        double uncached = ModelBenchmarks.MedianSeconds(() =>
         {
             using var r = Generation.Generate(model, prompt, options with { UseCache = false });
             uncachedTokens ??= r.Tokens.data<long>().ToArray();
         }, warmup: 0, uncachedRuns);
         return new Result(cached, uncached, cachedRuns, uncachedRuns, cachedTokens!.SequenceEqual(uncachedTokens!));
-    }
-
-    static double Median(Action step, int warmup, int runs)
-    {
-        for (int i = 0; i < warmup; i++) step();
-        var times = new double[Math.Max(1, runs)];
-        for (int i = 0; i < times.Length; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            step();
-            times[i] = sw.Elapsed.TotalSeconds;
-        }
-        Array.Sort(times);
-        return times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
     }
 }

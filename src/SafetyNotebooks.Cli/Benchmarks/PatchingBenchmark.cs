@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using SafetyNotebooks.Interpretability;
 using SafetyNotebooks.Models;
 using SafetyNotebooks.Runtime;
@@ -45,25 +44,11 @@ public static class PatchingBenchmark
         cleanLogits.Dispose();
         using var _ = cleanCache;
         Tensor? batched = null, naive = null;
-        double b = Median(() => { var r = Patching.GetActPatchResidPre(model, corrupted, cleanCache, metric, new PatchingOptions { MetricPositions = [-1] }); if (batched is null) batched = r; else r.Dispose(); }, 1, batchedRuns);
-        double n = Median(() => { var r = Patching.GetActPatchResidPre(model, corrupted, cleanCache, metric, new PatchingOptions { Naive = true }); if (naive is null) naive = r; else r.Dispose(); }, 0, naiveRuns);
+        double b = ModelBenchmarks.MedianSeconds(() => { var r = Patching.GetActPatchResidPre(model, corrupted, cleanCache, metric, new PatchingOptions { MetricPositions = [-1] }); if (batched is null) batched = r; else r.Dispose(); }, 1, batchedRuns);
+        double n = ModelBenchmarks.MedianSeconds(() => { var r = Patching.GetActPatchResidPre(model, corrupted, cleanCache, metric, new PatchingOptions { Naive = true }); if (naive is null) naive = r; else r.Dispose(); }, 0, naiveRuns);
         double diff = (batched! - naive!).abs().max().to_type(ScalarType.Float64).item<double>();
         int cells = (int)batched!.numel();
         batched.Dispose(); naive!.Dispose();
         return new Result(b, n, batchedRuns, naiveRuns, cells, diff);
-    }
-
-    static double Median(Action step, int warmup, int runs)
-    {
-        for (int i = 0; i < warmup; i++) step();
-        var times = new double[Math.Max(1, runs)];
-        for (int i = 0; i < times.Length; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            step();
-            times[i] = sw.Elapsed.TotalSeconds;
-        }
-        Array.Sort(times);
-        return times.Length % 2 == 1 ? times[times.Length / 2] : (times[times.Length / 2 - 1] + times[times.Length / 2]) / 2;
     }
 }

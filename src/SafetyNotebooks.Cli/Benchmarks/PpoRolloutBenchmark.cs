@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using SafetyNotebooks.Alignment;
 using SafetyNotebooks.Models;
 using SafetyNotebooks.Runtime;
@@ -35,16 +34,11 @@ public static class PpoRolloutBenchmark
         var options = new GenerationOptions { MaxNewTokens = NewTokens, DoSample = true, Temperature = 1.0, EosTokenId = 50256, Seed = 0 };
         ScoreFunction score = c => zeros(c.Responses.shape[0]);
         long generated = 0;
-        var times = new List<double>();
-        for (int i = 0; i < warmup + runs; i++)
+        double median = ModelBenchmarks.MedianSeconds(() =>
         {
-            var sw = Stopwatch.StartNew();
-            using (var r = Rollouts.Collect(policy, reference, new PromptBatch(prompt), score, options))
-                generated = r.ResponseMask.sum().item<long>();
-            if (i >= warmup) times.Add(sw.Elapsed.TotalSeconds);
-        }
-        times.Sort();
-        double median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
+            using var r = Rollouts.Collect(policy, reference, new PromptBatch(prompt), score, options);
+            generated = r.ResponseMask.sum().item<long>();
+        }, warmup, runs);
         return (median, generated);
     }
 }
