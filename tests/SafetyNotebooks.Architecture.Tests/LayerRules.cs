@@ -19,10 +19,10 @@ public static class LayerRules
 
     const string P = "SafetyNotebooks.";
 
-    static readonly string[] Bottom = ["Runtime", "IO", "Tokenization"];
+    static readonly string[] Bottom = ["Runtime", "IO", "Tokenization", "Statistics"];
     static readonly string[] ModelsAndBelow = [.. Bottom, "Models"];
     static readonly string[] DataAndBelow = [.. ModelsAndBelow, "Data"];
-    static readonly string[] TrainingAndBelow = [.. DataAndBelow, "Training"];
+    static readonly string[] TrainingAndBelow = [.. DataAndBelow, "Chat", "Training"];
     static readonly string[] Capabilities = ["Interpretability", "Sae", "Alignment", "Evaluation"];
 
     /// <summary>The library's modules, bottom to top.</summary>
@@ -32,10 +32,15 @@ public static class LayerRules
         new("Runtime", "bottom", [P + "Runtime", P + "Native"], []),
         new("IO", "bottom", [P + "IO"], ["Runtime"]),
         new("Tokenization", "bottom", [P + "Tokenization"], ["Runtime"]),
+        // Statistics for evaluations: intervals, tests, corrections, power (MathNet.Numerics distributions).
+        new("Statistics", "bottom", [P + "Statistics"], ["Runtime"]),
         // Models: the hooked transformer, its cache, loading, the next-token loss, inference (generation).
         new("Models", "models", [P + "Models"], Bottom),
         // Data: seeded tasks and token streams; a task scores model outputs with the models' loss, never trains.
         new("Data", "data", [P + "Data"], ModelsAndBelow),
+        // Chat: any model behind Microsoft.Extensions.AI's IChatClient (our HookedTransformer with a chat template, or an
+        // OpenAI-compatible server), with timeouts, retries and rate limits. Alignment (RLAIF) and Evaluation share it.
+        new("Chat", "data", [P + "Chat"], ModelsAndBelow),
         // Training: one loop, an objective per method.
         new("Training", "training", [P + "Training"], DataAndBelow),
         // Capabilities side by side: none uses another.
