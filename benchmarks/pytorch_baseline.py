@@ -41,12 +41,11 @@ class Block(nn.Module):
         attn_out = self.out(z.reshape(B, T, D))
         if cache is not None:
             p = f"blocks.{layer}."
-            w_o = self.out.weight.t().view(self.n_heads, self.d_head, D)
             cache.update({p + "hook_resid_pre": x, p + "ln1.hook_normalized": h, p + "attn.hook_q": q,
                           p + "attn.hook_k": k, p + "attn.hook_v": v, p + "attn.hook_attn_scores": scores,
                           p + "attn.hook_pattern": pattern, p + "attn.hook_z": z,
-                          p + "attn.hook_result": torch.einsum("bqhd,hdm->bqhm", z, w_o),
                           p + "hook_attn_out": attn_out})
+            # attn.hook_result (per-head outputs) only with TransformerLens' use_attn_result, off by default: not cached.
         x = x + attn_out
         if self.attn_only:
             return x

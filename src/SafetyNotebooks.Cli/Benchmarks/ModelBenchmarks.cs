@@ -69,7 +69,10 @@ public static class ModelBenchmarks
     public static double Gpt2SmallForward(int warmup = 1, int runs = 5) =>
         TimeGpt2Small((model, tokens) => model.forward(tokens), warmup, runs);
 
-    /// <summary>GPT-2 small (random weights) on 4 × 128 tokens with every activation cached (including per-head results).</summary>
+    /// <summary>
+    /// GPT-2 small (random weights) on 4 × 128 tokens with every activation cached that TransformerLens' <c>run_with_cache</c>
+    /// caches by default: every hook point except the per-head <c>attn.hook_result</c> (TL's <c>use_attn_result</c> is off).
+    /// </summary>
     public static double Gpt2SmallRunWithCache(int warmup = 1, int runs = 5) =>
         TimeGpt2Small((model, tokens) => model.RunWithCache(tokens).Cache.Dispose(), warmup, runs);
 

@@ -73,7 +73,10 @@ public sealed class ActivationCache : IDisposable
         if (_store.TryGetValue(name, out var t)) return t;
         var full = Utils.GetActName(name);
         if (_store.TryGetValue(full, out t)) return t;
-        var valid = Model.HookNames.Contains(full)
+        var valid = full.EndsWith(".attn.hook_result", StringComparison.Ordinal) && Model.HookNames.Contains(full)
+            ? $"'{full}' (per-head outputs) is cached only with UseAttnResult, as in TransformerLens: call model.SetUseAttnResult(true) " +
+              "before RunWithCache, or name it in the namesFilter; StackHeadResults computes it from hook_z otherwise."
+            : Model.HookNames.Contains(full)
             ? $"'{full}' is a valid hook name but was not cached: widen the namesFilter passed to RunWithCache."
             : $"Closest cached names: {string.Join(", ", SafetyNotebooks.Runtime.NameSuggestions.Closest(name, _store.Keys, 5))}.";
         throw new KeyNotFoundException($"Activation '{name}' is not in the cache. {valid}");

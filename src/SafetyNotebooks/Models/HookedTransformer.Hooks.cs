@@ -6,7 +6,9 @@ public sealed partial class HookedTransformer
 {
     /// <summary>
     /// Runs the model and caches the activations whose names pass <paramref name="namesFilter"/> (all if null).
-    /// Only those activations are kept (and <c>hook_result</c> is only computed if it passes the filter).
+    /// Only those activations are kept (and <c>hook_result</c> is only computed if it passes the filter). Without a filter,
+    /// every hook point is cached except <c>attn.hook_result</c>, which needs <see cref="HookedTransformerConfig.UseAttnResult"/>
+    /// (<see cref="SetUseAttnResult"/>) as in TransformerLens, or a filter that names it.
     /// </summary>
     /// <param name="tokens">int64 [batch, pos].</param>
     /// <param name="namesFilter">Which full hook names to cache; null caches everything.</param>
@@ -24,7 +26,7 @@ public sealed partial class HookedTransformer
         {
             foreach (var (name, hp) in _hookPoints)
             {
-                if (namesFilter is not null && !namesFilter(name)) continue;
+                if (namesFilter is not null ? !namesFilter(name) : !Cfg.UseAttnResult && name.EndsWith(".attn.hook_result", StringComparison.Ordinal)) continue;
                 Func<Tensor, HookPoint, Tensor?> fn = (x, h) =>
                 {
                     var kept = (detach ? x.detach() : x.alias()).DetachFromDisposeScope();
@@ -156,6 +158,16 @@ public sealed partial class HookedTransformer
 
     /// <summary>TransformerLens' <c>set_use_hook_mlp_in</c>: turns <c>hook_mlp_in</c> of every block on or off (<see cref="HookedTransformerConfig.UseHookMlpIn"/>). Returns this model.</summary>
     public HookedTransformer SetUseHookMlpIn(bool useHookMlpIn) => SetInputHookFlags(Cfg with { UseHookMlpIn = useHookMlpIn });
+
+    /// <summary>
+    /// TransformerLens' <c>set_use_attn_result</c>: whether <see cref="RunWithCache"/> without a names filter caches the per-head
+    /// outputs <c>attn.hook_result</c> (<see cref="HookedTransformerConfig.UseAttnResult"/>); outputs are unchanged. Returns this model.
+    /// </summary>
+    public HookedTransformer SetUseAttnResult(bool useAttnResult)
+    {
+        Cfg = Cfg with { UseAttnResult = useAttnResult };
+        return this;
+    }
 
     HookedTransformer SetInputHookFlags(HookedTransformerConfig cfg)
     {

@@ -42,7 +42,7 @@ public class HookAndCacheTests
     public void Residual_stream_adds_up()
     {
         using var _ = no_grad();
-        var (_, cache) = Model.Value.RunWithCache(Tokens);
+        var (_, cache) = Model.Value.RunWithCache(Tokens, _ => true); // a filter that passes everything also caches hook_result
         using (cache)
         {
             Close(cache["embed"] + cache["pos_embed"], cache["resid_pre", 0], 1e-6, "embed + pos");
@@ -88,6 +88,38 @@ public class HookAndCacheTests
             var normed = cache.ApplyLnToStack(acc.narrow(0, 4, 1)).select(0, 0) + lnf.b!;
             Close(cache["ln_final.hook_normalized"] * lnf.w! + lnf.b!, normed, 1e-5, "ApplyLnToStack");
         }
+    }
+
+    [Fact]
+    public void Caching_everything_leaves_out_per_head_results_unless_UseAttnResult_is_set_as_in_TransformerLens()
+    {
+        using var _ = no_grad();
+        using var model = Gpt2ParityTests.LoadFixtureModel();
+        var resultNames = model.HookNames.Where(n => n.EndsWith(".attn.hook_result")).ToArray();
+        Assert.Equal(model.Cfg.NLayers, resultNames.Length);
+        var (_, plain) = model.RunWithCache(Tokens);
+        using (plain)
+        {
+            Assert.Equal(model.HookNames.Count - model.Cfg.NLayers, plain.Count);
+            Assert.DoesNotContain(plain.Keys, k => k.EndsWith("hook_result"));
+            var e = Assert.Throws<KeyNotFoundException>(() => plain["result", 0]);
+            Assert.Contains("SetUseAttnResult(true)", e.Message);
+            // Still available without it: z · W_O per head, plus b_O, is attn_out.
+            var (heads, _) = plain.StackHeadResults();                           // [layer·head, batch, pos, d_model]
+            var layer0 = heads.narrow(0, 0, model.Cfg.NHeads).sum(new long[] { 0 }) + model.blocks[0].attn.b_O;
+            Close(plain["attn_out", 0], layer0, 1e-5, "Σ heads (from z) + b_O");
+        }
+        Assert.Same(model, model.SetUseAttnResult(true));
+        Assert.True(model.Cfg.UseAttnResult);
+        var (_, withResult) = model.RunWithCache(Tokens);
+        using (withResult)
+        {
+            Assert.Equal(model.HookNames.Count, withResult.Count);
+            Close(withResult["result", 0].sum(new long[] { 2 }) + model.blocks[0].attn.b_O, withResult["attn_out", 0], 1e-5, "Σ heads result + b_O");
+        }
+        model.SetUseAttnResult(false);
+        var (_, named) = model.RunWithCache(Tokens, n => n == resultNames[1]);  // a filter that names it still caches it
+        using (named) Assert.Equal(new[] { resultNames[1] }, named.Keys);
     }
 
     [Fact]

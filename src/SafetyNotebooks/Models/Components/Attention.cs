@@ -223,7 +223,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
             else if (causal) scores.masked_fill_(_mask.narrow(0, keyPos - pos, pos).narrow(1, 0, keyPos), double.NegativeInfinity);
             scores = hook_attn_scores.forward(scores);
             var pattern = scores.softmax(-1);
-            pattern = hook_pattern.forward(pattern.nan_to_num(0.0));       // a fully masked row (left padding, or a hook) → zeros
+            // A fully masked row (left padding, or a scores hook) gives NaNs: make them zeros. Plain causal rows always see themselves.
+            if (allowed is not null || hook_attn_scores.HasHooks) pattern = pattern.nan_to_num(0.0);
+            pattern = hook_pattern.forward(pattern);
             z = matmul(pattern, values).transpose(1, 2);                   // [batch, pos, head, d_head]
         }
         z = hook_z.forward(z);
