@@ -91,7 +91,7 @@ public class HookAndCacheTests
     }
 
     [Fact]
-    public void Caching_everything_leaves_out_per_head_results_unless_UseAttnResult_is_set_as_in_TransformerLens()
+    public void Caching_everything_leaves_out_per_head_results_unless_asked_for_as_in_TransformerLens()
     {
         using var _ = no_grad();
         using var model = Gpt2ParityTests.LoadFixtureModel();
