@@ -47,3 +47,19 @@ public class OfflineHtmlTests
         Assert.Contains("2×3", e.Message);
     }
 }
+
+public class StatisticsPlotsTests
+{
+    [Fact]
+    public void An_interval_plot_draws_each_interval_from_its_bounds_with_the_estimate_between()
+    {
+        var intervals = new[] { SafetyNotebooks.Statistics.Rates.Wilson(8, 10), SafetyNotebooks.Statistics.Rates.Wilson(0, 20) };
+        var json = OfflineHtml.FigureJson(StatisticsPlots.Intervals("Attack success", "rate", ["base64", "rot13"], intervals, reference: 0.5));
+        Assert.Contains($"\"x\":[{intervals[0].Lower.ToString("R", System.Globalization.CultureInfo.InvariantCulture)},", json);
+        Assert.Contains("\"y\":[\"base64\",\"base64\"]", json);
+        Assert.Contains("\"x\":[0.8,0.0]", json);                                   // the two estimates
+        Assert.Contains("\"x\":[0.5,0.5]", json);                                   // the reference line
+        Assert.Contains("\"categoryarray\":[\"rot13\",\"base64\"]", json);           // first label on top
+        Assert.Throws<ArgumentException>(() => StatisticsPlots.Intervals("t", "x", ["one"], intervals));
+    }
+}
