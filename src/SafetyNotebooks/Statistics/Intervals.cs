@@ -86,6 +86,21 @@ public static class Rates
     };
 
     /// <summary>
+    /// The exact coverage of an interval method: the probability, over Binomial(<paramref name="trials"/>, <paramref name="rate"/>)
+    /// outcomes, that the interval computed from the outcome contains the true <paramref name="rate"/> (what a simulation of
+    /// many repeated evaluations converges to). A 95% method should give about 0.95 at every rate.
+    /// </summary>
+    public static double ExactCoverage(string method, int trials, double rate, double level = 0.95)
+    {
+        if (!(rate >= 0 && rate <= 1)) throw new ArgumentOutOfRangeException(nameof(rate), $"rate must be in [0, 1], not {rate}.");
+        var binomial = new Binomial(rate, trials);
+        double coverage = 0;
+        for (int k = 0; k <= trials; k++)
+            if (Interval(k, trials, method, level).Contains(rate)) coverage += binomial.Probability(k);
+        return coverage;
+    }
+
+    /// <summary>
     /// One row per group: <c>group</c>, <c>successes</c>, <c>trials</c>, <c>rate</c>, <c>lower</c>, <c>upper</c> (the interval
     /// of <paramref name="method"/> at <paramref name="level"/>).
     /// </summary>

@@ -38,6 +38,16 @@ public class StatisticsTests
     }
 
     [Fact]
+    public void Exact_coverage_of_the_Wald_interval_matches_a_hand_sum_and_Clopper_Pearson_never_under_covers()
+    {
+        // n = 20, p = 0.05: Wald covers 0.05 only for k = 1…4 (k = 0 gives [0, 0]; k = 5 gives [0.060, 0.440]),
+        // so coverage = P(1 ≤ K ≤ 4) = 0.377354 + 0.188677 + 0.059582 + 0.013328 = 0.638941.
+        Assert.Equal(0.638941, Rates.ExactCoverage("wald", 20, 0.05), 5);
+        for (int i = 1; i < 50; i++)                                          // a theorem: the exact interval is conservative
+            Assert.True(Rates.ExactCoverage("clopper-pearson", 20, i / 50.0) >= 0.95 - 1e-12, $"p = {i / 50.0}");
+    }
+
+    [Fact]
     public void Newcombes_difference_interval_matches_his_published_example()
     {
         // Newcombe (1998), "Interval estimation for the difference between independent proportions", method 10: 56/70 − 48/80.
@@ -167,5 +177,36 @@ public class StatisticsTests
         Assert.InRange(a.Width / 2, half * 0.9, half * 1.1);
         Assert.True(a.Contains(xs.Average()));
         Assert.Equal(2.5, Bootstrap.Quantile([1, 2, 3, 4], 0.5), 12);               // numpy: linear between order statistics
+    }
+}
+
+public class BayesTests
+{
+    [Fact]
+    public void The_beta_posterior_adds_counts_to_the_prior_and_its_interval_has_a_closed_form_at_zero_successes()
+    {
+        var post = BetaPosterior.FromCounts(0, 20);                 // Beta(1, 21): F(x) = 1 − (1 − x)²¹
+        Assert.Equal(new BetaPosterior(1, 21), post);
+        Assert.Equal(1.0 / 22, post.Mean, 12);
+        var ci = post.CredibleInterval();
+        Assert.Equal(1 - Math.Pow(0.975, 1.0 / 21), ci.Lower, 8);
+        Assert.Equal(1 - Math.Pow(0.025, 1.0 / 21), ci.Upper, 8);
+        var uniform = BetaPosterior.FromCounts(0, 0).CredibleInterval();
+        Assert.Equal(0.025, uniform.Lower, 9);
+        Assert.Equal(0.975, uniform.Upper, 9);
+    }
+
+    [Fact]
+    public void Probability_one_rate_is_below_another_matches_hand_integrals()
+    {
+        var flat = new BetaPosterior(1, 1);
+        Assert.Equal(0.5, flat.ProbabilityLessThan(flat), 6);
+        // X ~ Beta(2, 1) (density 2x, CDF x²), Y uniform: P(X < Y) = ∫ y² dy = 1/3.
+        Assert.Equal(1.0 / 3, new BetaPosterior(2, 1).ProbabilityLessThan(flat), 6);
+        // Symmetry: P(X < Y) + P(Y < X) = 1 for continuous posteriors from real counts.
+        var a = BetaPosterior.FromCounts(44, 200);
+        var b = BetaPosterior.FromCounts(60, 200);
+        Assert.Equal(1.0, a.ProbabilityLessThan(b) + b.ProbabilityLessThan(a), 5);
+        Assert.True(a.ProbabilityLessThan(b) > 0.9);
     }
 }
