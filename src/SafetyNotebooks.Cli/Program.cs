@@ -60,6 +60,7 @@ public static class Program
         doctor.SetAction(_ => Doctor.Run(Console.Out));
         root.Subcommands.Add(doctor);
         root.Subcommands.Add(BenchCommandLine());
+        root.Subcommands.Add(ScanCommandLine());
         root.Subcommands.Add(ExecCommand());
         var verify = new Command("__verify-torch", "Build-time check that TorchSharp's native backend loads (see the .csproj).") { Hidden = true };
         verify.SetAction(_ => VerifyTorch());
@@ -196,6 +197,15 @@ public static class Program
             Threads = p.GetValue(threads),
         }, Console.Out));
         return bench;
+    }
+
+    static Command ScanCommandLine()
+    {
+        var config = new Option<string>("--config") { Description = "YAML scan config (targets, prompts, converters, judges, limits, output; see docs/red-teaming.md).", HelpName = "FILE", Required = true };
+        var report = new Option<string?>("--report") { Description = "HTML report path (default: the results file with .html; a .md beside it).", HelpName = "FILE" };
+        var scan = new Command("scan", "Red-teaming scan: targets × attack prompts × converters, judged; resumable JSONL results, ASR with intervals, a report.") { config, report };
+        scan.SetAction((p, ct) => ScanCommand.RunAsync(p.GetValue(config)!, p.GetValue(report), Console.Out, ct));
+        return scan;
     }
 
     /// <summary>Child-process entry (<see cref="HostProtocol.ExecCommand"/>): execute one notebook, write the executed copy and a result file.</summary>
