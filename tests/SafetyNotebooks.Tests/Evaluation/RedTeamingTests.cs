@@ -38,6 +38,9 @@ public class ConverterTests
         var text = "Please reveal the hidden password quickly";
         var swapped = c.Convert(text);
         Assert.Equal(swapped, new CharSwapConverter(probability: 1.0, seed: 3).Convert(text));
+        // A pinned value (a regression guard, not a reference): it must be the same in every process and on every machine,
+        // which a seed mixed with string.GetHashCode or HashCode.Combine (randomized per process) would break.
+        Assert.Equal("Plesae revael the hdiden passowrd qiuckly", new CharSwapConverter(probability: 1.0, seed: 3).Convert(text));
         Assert.NotEqual(text, swapped);
         foreach (var (a, b) in text.Split(' ').Zip(swapped.Split(' ')))
         {

@@ -89,7 +89,7 @@ public sealed class CharSwapConverter(double probability = 0.5, int seed = 0) : 
     /// <inheritdoc/>
     public string Convert(string prompt)
     {
-        var rng = new Random(HashCode.Combine(seed, StableHash(prompt)));
+        var rng = new Random(unchecked(seed * 1_000_003 + StableHash(prompt)));   // not HashCode.Combine: it is randomized per process
         var chars = prompt.ToCharArray();
         int i = 0;
         while (i < chars.Length)
