@@ -61,6 +61,7 @@ public static class Program
         root.Subcommands.Add(doctor);
         root.Subcommands.Add(BenchCommandLine());
         root.Subcommands.Add(ScanCommandLine());
+        root.Subcommands.Add(GuardCommandLine());
         root.Subcommands.Add(ExecCommand());
         var verify = new Command("__verify-torch", "Build-time check that TorchSharp's native backend loads (see the .csproj).") { Hidden = true };
         verify.SetAction(_ => VerifyTorch());
@@ -197,6 +198,17 @@ public static class Program
             Threads = p.GetValue(threads),
         }, Console.Out));
         return bench;
+    }
+
+    static Command GuardCommandLine()
+    {
+        var config = new Option<string>("--config") { Description = "YAML rails config (see docs/guardrails.md).", HelpName = "FILE", Required = true };
+        var input = new Option<string>("--input") { Description = "JSONL of {\"id\", \"text\"} lines to screen.", HelpName = "FILE", Required = true };
+        var outFile = new Option<string>("--out") { Description = "Where to write one {\"id\", \"action\", \"rail\", \"reason\", \"text\"} decision per line.", HelpName = "FILE", Required = true };
+        var output = new Option<bool>("--output") { Description = "Screen with the output rails (model replies) instead of the input rails." };
+        var guard = new Command("guard", "Screen a JSONL file of texts with guardrails; write one decision per line.") { config, input, outFile, output };
+        guard.SetAction(p => GuardCommand.Run(p.GetValue(config)!, p.GetValue(input)!, p.GetValue(outFile)!, p.GetValue(output), Console.Out));
+        return guard;
     }
 
     static Command ScanCommandLine()

@@ -1,8 +1,6 @@
 using Microsoft.Extensions.AI;
 using SafetyNotebooks.Chat;
-using YamlDotNet.Core;
 using YamlDotNet.Serialization;
-using YamlDotNet.Serialization.NamingConventions;
 
 namespace SafetyNotebooks.Evaluation.RedTeaming;
 
@@ -83,25 +81,10 @@ public sealed class ScanConfig
         public double? RequestsPerSecond { get; set; }
     }
 
-    /// <summary>Largest config file accepted (a config is a few hundred bytes; this bounds a hostile one).</summary>
-    public const long MaxBytes = 256 * 1024;
-
     /// <summary>Reads and validates a config; every problem is an error naming the file and the field.</summary>
     public static ScanConfig Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Scan config '{path}' does not exist.", path);
-        if (new FileInfo(path).Length > MaxBytes) throw new InvalidDataException($"Scan config '{path}' is larger than {MaxBytes / 1024} KB; a scan config is a short YAML file.");
-        var text = File.ReadAllText(path);
-        ScanConfig cfg;
-        try
-        {
-            var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).WithMaximumRecursion(20).Build();
-            cfg = deserializer.Deserialize<ScanConfig?>(text) ?? throw new InvalidDataException($"Scan config '{path}' is empty.");
-        }
-        catch (YamlException e)
-        {
-            throw new InvalidDataException($"{path}: line {e.Start.Line}, column {e.Start.Column}: {e.Message.Split('\n')[0]} (see ScanConfig's documented fields).");
-        }
+        var cfg = SafeYaml.Load<ScanConfig>(path, "Scan config");
         cfg.BaseDirectory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         cfg.Validate(path);
         return cfg;
