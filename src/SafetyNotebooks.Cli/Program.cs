@@ -62,6 +62,7 @@ public static class Program
         root.Subcommands.Add(BenchCommandLine());
         root.Subcommands.Add(ScanCommandLine());
         root.Subcommands.Add(GuardCommandLine());
+        root.Subcommands.Add(ServeCommandLine());
         root.Subcommands.Add(ExecCommand());
         var verify = new Command("__verify-torch", "Build-time check that TorchSharp's native backend loads (see the .csproj).") { Hidden = true };
         verify.SetAction(_ => VerifyTorch());
@@ -198,6 +199,23 @@ public static class Program
             Threads = p.GetValue(threads),
         }, Console.Out));
         return bench;
+    }
+
+    static Command ServeCommandLine()
+    {
+        var config = new Option<string>("--config") { Description = "YAML rails config (see docs/guardrails.md).", HelpName = "FILE", Required = true };
+        var upstream = new Option<string>("--upstream") { Description = "Upstream OpenAI-compatible base URL (e.g. http://localhost:11434/v1), or secret-keeper-bot (offline).", HelpName = "URL", Required = true };
+        var model = new Option<string>("--model") { Description = "Upstream model when a request names none.", HelpName = "NAME", DefaultValueFactory = _ => "default" };
+        var host = new Option<string>("--host") { Description = "Address to listen on (default 127.0.0.1).", HelpName = "ADDR", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port (default 8000).", HelpName = "N", DefaultValueFactory = _ => 8000 };
+        var log = new Option<string?>("--log") { Description = "Append every rail decision to this JSONL file (default: stderr).", HelpName = "FILE" };
+        var serve = new Command("serve", "Serve an OpenAI-compatible chat endpoint with the rails in front of an upstream model.") { config, upstream, model, host, port, log };
+        serve.SetAction((p, ct) => ServeCommand.RunAsync(new ServeOptions
+        {
+            Config = p.GetValue(config)!, Upstream = p.GetValue(upstream)!, Model = p.GetValue(model)!, Host = p.GetValue(host)!,
+            Port = p.GetValue(port), DecisionLog = p.GetValue(log),
+        }, Console.Out, ct));
+        return serve;
     }
 
     static Command GuardCommandLine()
