@@ -21,12 +21,34 @@ public static class PatchingAttribution
     /// "z") at every layer, and the corrupted metric. Dispose the cache.
     /// </summary>
     public static (double CorruptedMetric, ActivationCache Cache) CorruptedGradients(HookedTransformer model, Tensor corruptedTokens,
-        Func<Tensor, Tensor> patchingMetric, params string[] activationNames)
+        Func<Tensor, Tensor> patchingMetric, params string[] activationNames) =>
+        CorruptedGradients(model, corruptedTokens, patchingMetric, attentionMask: null, activationNames);
+
+    /// <summary>
+    /// <see cref="CorruptedGradients(HookedTransformer, Tensor, Func{Tensor, Tensor}, string[])"/> for a padded batch:
+    /// <paramref name="attentionMask"/> is the corrupted tokens' [batch, pos] mask (1 = real, 0 = padding; the clean cache must
+    /// come from a run with the same mask). Padded positions get zero gradients, so they add nothing to the attributions.
+    /// </summary>
+    public static (double CorruptedMetric, ActivationCache Cache) CorruptedGradients(HookedTransformer model, Tensor corruptedTokens,
+        Func<Tensor, Tensor> patchingMetric, Tensor? attentionMask, params string[] activationNames)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(corruptedTokens);
+        ArgumentNullException.ThrowIfNull(activationNames);
+        if (activationNames.Length == 0)
+            throw new ArgumentException("Name at least one activation to attribute, e.g. CorruptedGradients(model, tokens, metric, mask, \"z\").", nameof(activationNames));
+        var tokens = corruptedTokens.dim() == 1 ? corruptedTokens.unsqueeze(0) : corruptedTokens;
+        if (attentionMask is not null)
+        {
+            var mask = attentionMask.dim() == 1 ? attentionMask.unsqueeze(0) : attentionMask;
+            if (!mask.shape.SequenceEqual(tokens.shape))
+                throw new ArgumentException($"The attention mask has shape [{string.Join(", ", mask.shape)}] but the corrupted tokens [{string.Join(", ", tokens.shape)}]; " +
+                    "pass the corrupted batch's own [batch, pos] mask (1 = real token, 0 = padding).", nameof(attentionMask));
+            attentionMask = mask;
+        }
         var wanted = new HashSet<string>(Enumerable.Range(0, model.Cfg.NLayers).SelectMany(l => activationNames.Select(a => Utils.GetActName(a, l))));
         foreach (var n in wanted) model.GetHookPoint(n);
-        var (logits, metric, cache) = model.RunWithCacheAndGradients(corruptedTokens, patchingMetric, wanted.Contains);
+        var (logits, metric, cache) = model.RunWithCacheAndGradients(tokens, patchingMetric, wanted.Contains, attentionMask);
         logits.Dispose();
         return (metric, cache);
     }
@@ -88,9 +110,15 @@ public static class PatchingAttribution
     /// Attribution patching of every cell of resid_pre, attn_out and mlp_out by [layer, pos] → [3, n_layers, pos], as
     /// <see cref="Patching.GetActPatchBlockEvery"/> (rows <see cref="Patching.BlockEveryLabels"/>).
     /// </summary>
-    public static Tensor BlockEvery(HookedTransformer model, Tensor corruptedTokens, ActivationCache cleanCache, Func<Tensor, Tensor> patchingMetric)
+    /// <param name="model">The model.</param>
+    /// <param name="corruptedTokens">int64 [batch, pos].</param>
+    /// <param name="cleanCache">The clean run's activations (same [batch, pos] and mask).</param>
+    /// <param name="patchingMetric">Logits [batch, pos, d_vocab] → single-element float tensor.</param>
+    /// <param name="attentionMask">[batch, pos] mask of the corrupted tokens (1 = real, 0 = padding), or null.</param>
+    public static Tensor BlockEvery(HookedTransformer model, Tensor corruptedTokens, ActivationCache cleanCache, Func<Tensor, Tensor> patchingMetric,
+        Tensor? attentionMask = null)
     {
-        var (_, grads) = CorruptedGradients(model, corruptedTokens, patchingMetric, "resid_pre", "attn_out", "mlp_out");
+        var (_, grads) = CorruptedGradients(model, corruptedTokens, patchingMetric, attentionMask, "resid_pre", "attn_out", "mlp_out");
         using var _g = grads;
         using var scope = NewDisposeScope();
         return stack(Patching.BlockEveryLabels.Select(a => Attribute(cleanCache, grads, a, ["layer", "pos"])).ToArray()).MoveToOuterDisposeScope();
@@ -100,9 +128,15 @@ public static class PatchingAttribution
     /// Attribution patching of every head's z, q, k, v and pattern over all positions → [5, n_layers, n_heads], as
     /// <see cref="Patching.GetActPatchAttnHeadAllPosEvery"/> (grouped-query k/v heads beyond n_key_value_heads are NaN).
     /// </summary>
-    public static Tensor AttnHeadAllPosEvery(HookedTransformer model, Tensor corruptedTokens, ActivationCache cleanCache, Func<Tensor, Tensor> patchingMetric)
+    /// <param name="model">The model.</param>
+    /// <param name="corruptedTokens">int64 [batch, pos].</param>
+    /// <param name="cleanCache">The clean run's activations (same [batch, pos] and mask).</param>
+    /// <param name="patchingMetric">Logits [batch, pos, d_vocab] → single-element float tensor.</param>
+    /// <param name="attentionMask">[batch, pos] mask of the corrupted tokens (1 = real, 0 = padding), or null.</param>
+    public static Tensor AttnHeadAllPosEvery(HookedTransformer model, Tensor corruptedTokens, ActivationCache cleanCache, Func<Tensor, Tensor> patchingMetric,
+        Tensor? attentionMask = null)
     {
-        var (_, grads) = CorruptedGradients(model, corruptedTokens, patchingMetric, "z", "q", "k", "v", "pattern");
+        var (_, grads) = CorruptedGradients(model, corruptedTokens, patchingMetric, attentionMask, "z", "q", "k", "v", "pattern");
         using var _g = grads;
         using var scope = NewDisposeScope();
         int h = model.Cfg.NHeads;

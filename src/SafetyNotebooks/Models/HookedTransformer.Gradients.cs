@@ -14,10 +14,12 @@ public sealed partial class HookedTransformer
     /// <param name="tokens">int64 [batch, pos].</param>
     /// <param name="metric">Maps the logits [batch, pos, d_vocab] to a scalar (one element), e.g. a logit difference.</param>
     /// <param name="namesFilter">Which full hook names to cache (with their gradients); null caches everything.</param>
+    /// <param name="attentionMask">[batch, pos] mask of <paramref name="tokens"/> (1 = real, 0 = padding), as in
+    /// <see cref="forward(Tensor, Tensor?, HookedTransformerKeyValueCache?, int?, int?)"/>; null: nothing is padded.</param>
     /// <returns>Detached logits, the metric's value, and the cache (activations and gradients, all detached).</returns>
     /// <exception cref="ArgumentException">When the metric is not a single-element floating tensor.</exception>
     public (Tensor Logits, double Metric, ActivationCache Cache) RunWithCacheAndGradients(Tensor tokens, Func<Tensor, Tensor> metric,
-        Func<string, bool>? namesFilter = null)
+        Func<string, bool>? namesFilter = null, Tensor? attentionMask = null)
     {
         ArgumentNullException.ThrowIfNull(metric);
         var acts = new List<(string Name, Tensor Act)>();
@@ -49,7 +51,7 @@ public sealed partial class HookedTransformer
                 hp.AddHook(fn);
                 added.Add((hp, fn));
             }
-            var logits = forward(tokens);
+            var logits = forward(tokens, attentionMask);
             var m = metric(logits);
             if (m.numel() != 1 || !m.is_floating_point())
                 throw new ArgumentException($"The metric must return a single floating-point value but returned shape [{string.Join(", ", m.shape)}] {m.dtype}; " +
