@@ -310,4 +310,40 @@ public class LoraTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    [Fact]
+    public void A_regex_target_selects_only_the_layers_it_fully_matches_and_is_saved_as_a_string()
+    {
+        var model = Load("hf-gpt2-tiny");
+        var adapter = LoraAdapter.Apply(model, new LoraConfig { R = 2, TargetModules = [@"transformer\.h\.1\.(attn\.c_attn|mlp\.c_proj)"] });
+        Assert.Equal(new[] { "transformer.h.1.attn.c_attn", "transformer.h.1.mlp.c_proj" }, adapter.Layers.Keys);
+        var dir = Directory.CreateTempSubdirectory("lora-regex-").FullName;
+        try
+        {
+            adapter.Save(dir);
+            var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "adapter_config.json")))!;
+            Assert.Equal(@"transformer\.h\.1\.(attn\.c_attn|mlp\.c_proj)", cfg["target_modules"]!.GetValue<string>());
+            Assert.Equal(adapter.Layers.Keys, LoraAdapter.Load(Load("hf-gpt2-tiny"), dir).Layers.Keys);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Loading_tensors_of_another_rank_fails_naming_the_tensor_and_r()
+    {
+        var model = Load("hf-gpt2-tiny");
+        var dir = Directory.CreateTempSubdirectory("lora-rank-").FullName;
+        try
+        {
+            LoraAdapter.Apply(model, new LoraConfig { R = 4, TargetModules = ["c_attn"] }).Save(dir);
+            var path = Path.Combine(dir, "adapter_config.json");
+            File.WriteAllText(path, File.ReadAllText(path).Replace("\"r\": 4", "\"r\": 2"));
+            var fresh = Load("hf-gpt2-tiny");
+            var e = Assert.Throws<InvalidDataException>(() => LoraAdapter.Load(fresh, dir));
+            Assert.Contains("lora_A.weight' has shape [4, 32]", e.Message);
+            Assert.Contains("r = 2", e.Message);
+            Assert.DoesNotContain(fresh.named_parameters(), p => p.name.Contains("lora"));   // the failed load left the model as it was
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }

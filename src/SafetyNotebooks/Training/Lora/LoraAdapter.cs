@@ -294,7 +294,9 @@ public sealed class LoraAdapter
             ["r"] = Config.R,
             ["rank_pattern"] = new JsonObject(),
             ["revision"] = null,
-            ["target_modules"] = new JsonArray(Config.TargetModules!.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray()),
+            // PEFT reads a string as one regular expression and a list as module names.
+            ["target_modules"] = LoraTargets.IsRegex(Config.TargetModules!) ? (JsonNode?)JsonValue.Create(Config.TargetModules![0])
+                : new JsonArray(Config.TargetModules!.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray()),
             ["task_type"] = "CAUSAL_LM",
             ["use_dora"] = false,
             ["use_rslora"] = Config.UseRslora,

@@ -106,7 +106,7 @@ public static class LoraTargets
         var all = All(model, family);
         string Valid() => $"valid target_modules for this {family} model: {string.Join(", ", all.Select(t => t.Leaf).Distinct())} " +
             $"(or a dotted suffix such as {all[^1].Name.Split('.')[^2]}.{all[^1].Leaf}, or a full name such as {all[0].Name})";
-        if (targetModules.Count == 1 && !Regex.IsMatch(targetModules[0], @"^[A-Za-z0-9_.]+$"))
+        if (IsRegex(targetModules))
         {
             Regex re;
             try { re = new Regex("^(?:" + targetModules[0] + ")$"); }
@@ -120,6 +120,10 @@ public static class LoraTargets
                 throw new ArgumentException($"LoRA target module '{name}' matches no linear layer of this model; {Valid()}.");
         return all.Where(t => targetModules.Any(n => Matches(t.Name, n))).ToList();
     }
+
+    /// <summary>True when <paramref name="targetModules"/> is one regular expression (PEFT: target_modules given as a string) rather than names.</summary>
+    internal static bool IsRegex(IReadOnlyList<string> targetModules) =>
+        targetModules.Count == 1 && !Regex.IsMatch(targetModules[0], @"^[A-Za-z0-9_.]+$");
 
     static bool Matches(string module, string target) => module == target || module.EndsWith("." + target, StringComparison.Ordinal);
 }
