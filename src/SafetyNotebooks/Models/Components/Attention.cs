@@ -30,6 +30,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     readonly Parameter? _W_Q, _W_K, _W_V, _b_Q, _b_K, _b_V; // grouped-query layout
     readonly Parameter _W_O, _b_O;
     readonly Tensor _mask;
+    nn.Module<Tensor, Tensor>? _qkvAdapter, _oAdapter;     // optional additive adapters (e.g. LoRA), registered when set
 
     /// <summary>Queries, [batch, pos, head, d_head].</summary>
     public readonly HookPoint hook_q = new("hook_q");
@@ -117,6 +118,30 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     InvalidOperationException GroupedQueryHasNoFusedWeights(string name) => new(
         $"attn.{name} does not exist in a grouped-query model ({_nHeads} query heads, {_nKvHeads} key/value heads): " +
         "use W_Q [n_heads, d_model, d_head], W_K/W_V [n_key_value_heads, d_model, d_head] and b_Q/b_K/b_V instead.");
+    /// <summary>
+    /// Optional additive adapter on the q/k/v projection (e.g. a LoRA adapter from <c>SafetyNotebooks.Training.Lora</c>): maps the
+    /// flattened, normalized input [rows, d_model] to a delta [rows, (n_heads + 2·n_key_value_heads)·d_head] laid out as
+    /// (q | k | v, head, d_head), added to the projection's output before <c>hook_q</c>/<c>hook_k</c>/<c>hook_v</c>.
+    /// Registered as the submodule <c>qkv_adapter</c> (so its parameters train with the model); null (the default) removes it.
+    /// Not supported with per-head inputs (<see cref="HookedTransformerConfig.UseSplitQkvInput"/>, <see cref="HookedTransformerConfig.UseAttnIn"/>).
+    /// </summary>
+    public nn.Module<Tensor, Tensor>? QkvAdapter
+    {
+        get => _qkvAdapter;
+        set { register_module("qkv_adapter", null!); _qkvAdapter = value; if (value is not null) register_module("qkv_adapter", value); }
+    }
+
+    /// <summary>
+    /// Optional additive adapter on the output projection: maps the flattened head outputs z [rows, n_heads·d_head] to a delta
+    /// [rows, d_model] added after <c>W_O</c> and <c>b_O</c> (not part of <c>hook_result</c>'s per-head terms). Registered as
+    /// the submodule <c>o_adapter</c>; null (the default) removes it.
+    /// </summary>
+    public nn.Module<Tensor, Tensor>? OAdapter
+    {
+        get => _oAdapter;
+        set { register_module("o_adapter", null!); _oAdapter = value; if (value is not null) register_module("o_adapter", value); }
+    }
+
     /// <summary>Output weights, [n_heads, d_head, d_model].</summary>
     public Parameter W_O => _W_O;
     /// <summary>Output bias, [d_model].</summary>
@@ -141,17 +166,27 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         if (_W_QKV is not null)
         {
             // One matmul for q, k and v of every head.
-            var qkv = _b_QKV!.view(-1).addmm(x.reshape(batch * pos, D), _W_QKV.view(D, 3 * H * Dh))
-                .view(batch, pos, 3, H, Dh);                               // [batch, pos, 3, head, d_head]
+            var flat = x.reshape(batch * pos, D);
+            var qkvFlat = _b_QKV!.view(-1).addmm(flat, _W_QKV.view(D, 3 * H * Dh));
+            if (_qkvAdapter is not null) qkvFlat = qkvFlat + _qkvAdapter.call(flat);
+            var qkv = qkvFlat.view(batch, pos, 3, H, Dh);                  // [batch, pos, 3, head, d_head]
             q = hook_q.forward(qkv.select(2, 0));                          // [batch, pos, head, d_head]
             k = hook_k.forward(qkv.select(2, 1));                          // [batch, pos, head, d_head]
             v = hook_v.forward(qkv.select(2, 2));                          // [batch, pos, head, d_head]
         }
         else
         {
-            q = hook_q.forward(einsum("bpd,hde->bphe", x, _W_Q!) + _b_Q!); // [batch, pos, head, d_head]
-            k = hook_k.forward(einsum("bpd,hde->bphe", x, _W_K!) + _b_K!); // [batch, pos, kv_head, d_head]
-            v = hook_v.forward(einsum("bpd,hde->bphe", x, _W_V!) + _b_V!); // [batch, pos, kv_head, d_head]
+            q = einsum("bpd,hde->bphe", x, _W_Q!) + _b_Q!;                 // [batch, pos, head, d_head]
+            k = einsum("bpd,hde->bphe", x, _W_K!) + _b_K!;                 // [batch, pos, kv_head, d_head]
+            v = einsum("bpd,hde->bphe", x, _W_V!) + _b_V!;                 // [batch, pos, kv_head, d_head]
+            if (_qkvAdapter is not null)
+            {
+                var delta = _qkvAdapter.call(x.reshape(batch * pos, D)).split([H * Dh, _nKvHeads * Dh, _nKvHeads * Dh], 1);
+                q = q + delta[0].view(batch, pos, H, Dh);
+                k = k + delta[1].view(batch, pos, _nKvHeads, Dh);
+                v = v + delta[2].view(batch, pos, _nKvHeads, Dh);
+            }
+            q = hook_q.forward(q); k = hook_k.forward(k); v = hook_v.forward(v);
         }
         return Attend(q, k, v, context, x.device);
     }
@@ -169,6 +204,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
                 throw new ArgumentException($"attn {name} has shape [{string.Join(", ", t.shape)}] but must be [batch, pos, {heads}, {_dModel}] " +
                     "(one d_model vector per head; key/value inputs have n_key_value_heads heads).", name);
         }
+        if (_qkvAdapter is not null)
+            throw new InvalidOperationException("attn.qkv_adapter (e.g. LoRA on the q/k/v projection) does not support per-head inputs: " +
+                "turn UseSplitQkvInput/UseAttnIn off, or merge the adapter into the weights first.");
         CheckHeads(queryInput, _nHeads, nameof(queryInput));
         CheckHeads(keyInput, _nKvHeads, nameof(keyInput));
         CheckHeads(valueInput, _nKvHeads, nameof(valueInput));
@@ -233,8 +271,12 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         if (hook_result.HasHooks)
         {
             var result = hook_result.forward(einsum("bphd,hdm->bphm", z, _W_O)); // [batch, pos, head, d_model]
-            return result.sum(2) + _b_O;                                   // [batch, pos, d_model]
+            var summed = result.sum(2) + _b_O;                             // [batch, pos, d_model]
+            return _oAdapter is null ? summed : summed + _oAdapter.call(z.reshape(batch * pos, H * Dh)).view(batch, pos, D);
         }
-        return _b_O.addmm(z.reshape(batch * pos, H * Dh), _W_O.view(H * Dh, D)).view(batch, pos, D);
+        var zFlat = z.reshape(batch * pos, H * Dh);
+        var outFlat = _b_O.addmm(zFlat, _W_O.view(H * Dh, D));
+        if (_oAdapter is not null) outFlat = outFlat + _oAdapter.call(zFlat);
+        return outFlat.view(batch, pos, D);
     }
 }

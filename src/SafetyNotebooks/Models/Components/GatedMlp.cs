@@ -17,6 +17,7 @@ namespace SafetyNotebooks.Models.Components;
 public sealed class GatedMlp : Mlp
 {
     Parameter? _W_gate;
+    nn.Module<Tensor, Tensor>? _gateAdapter;               // optional additive adapter (e.g. LoRA), registered when set
 
     /// <summary>The linear (ungated) branch, x @ W_in + b_in, [batch, pos, d_mlp].</summary>
     public readonly HookPoint hook_pre_linear = new("hook_pre_linear");
@@ -35,14 +36,25 @@ public sealed class GatedMlp : Mlp
     /// <summary>Gate weights, [d_model, d_mlp] (Hugging Face's <c>gate_proj.weight</c> transposed).</summary>
     public Parameter W_gate => _W_gate!;
 
+    /// <summary>
+    /// Optional additive adapter on the gate projection <c>W_gate</c> (e.g. LoRA on Llama's <c>gate_proj</c>): maps the flattened
+    /// input [rows, d_model] to a delta [rows, d_mlp] added before <c>hook_pre</c>. Registered as the submodule
+    /// <c>gate_adapter</c>; null (the default) removes it.
+    /// </summary>
+    public nn.Module<Tensor, Tensor>? GateAdapter
+    {
+        get => _gateAdapter;
+        set { register_module("gate_adapter", null!); _gateAdapter = value; if (value is not null) register_module("gate_adapter", value); }
+    }
+
     /// <summary>[batch, pos, d_model] → [batch, pos, d_model].</summary>
     public override Tensor forward(Tensor x)
     {
         long batch = x.shape[0], pos = x.shape[1], dModel = x.shape[2];
         var flat = x.reshape(batch * pos, dModel);
-        var pre = hook_pre.forward(flat.matmul(_W_gate!).view(batch, pos, -1));                // [batch, pos, d_mlp]
-        var preLinear = hook_pre_linear.forward(b_in.addmm(flat, W_in).view(batch, pos, -1));  // [batch, pos, d_mlp]
-        var post = hook_post.forward(Activation(pre, ActFn) * preLinear);                      // [batch, pos, d_mlp]
-        return b_out.addmm(post.reshape(batch * pos, -1), W_out).view(batch, pos, dModel);     // [batch, pos, d_model]
+        var pre = hook_pre.forward(AddAdapter(flat.matmul(_W_gate!), _gateAdapter, flat).view(batch, pos, -1));   // [batch, pos, d_mlp]
+        var preLinear = hook_pre_linear.forward(AddAdapter(b_in.addmm(flat, W_in), InAdapter, flat).view(batch, pos, -1)); // [batch, pos, d_mlp]
+        var post = hook_post.forward(Activation(pre, ActFn) * preLinear).reshape(batch * pos, -1);             // [batch·pos, d_mlp]
+        return AddAdapter(b_out.addmm(post, W_out), OutAdapter, post).view(batch, pos, dModel);                 // [batch, pos, d_model]
     }
 }

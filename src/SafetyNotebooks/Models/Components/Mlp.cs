@@ -12,6 +12,7 @@ public class Mlp : nn.Module<Tensor, Tensor>
 {
     readonly Parameter _W_in, _b_in, _W_out, _b_out;
     readonly string _actFn;
+    nn.Module<Tensor, Tensor>? _inAdapter, _outAdapter;    // optional additive adapters (e.g. LoRA), registered when set
 
     /// <summary>Pre-activation, [batch, pos, d_mlp].</summary>
     public readonly HookPoint hook_pre = new("hook_pre");
@@ -53,6 +54,31 @@ public class Mlp : nn.Module<Tensor, Tensor>
     /// <summary>[d_model]</summary>
     public Parameter b_out => _b_out;
 
+    /// <summary>
+    /// Optional additive adapter on the input projection <c>W_in</c> (e.g. a LoRA adapter from <c>SafetyNotebooks.Training.Lora</c>):
+    /// maps the flattened input [rows, d_model] to a delta [rows, d_mlp] added before <c>hook_pre</c> (in a gated MLP, before
+    /// <c>hook_pre_linear</c>). Registered as the submodule <c>in_adapter</c>; null (the default) removes it.
+    /// </summary>
+    public nn.Module<Tensor, Tensor>? InAdapter
+    {
+        get => _inAdapter;
+        set { register_module("in_adapter", null!); _inAdapter = value; if (value is not null) register_module("in_adapter", value); }
+    }
+
+    /// <summary>
+    /// Optional additive adapter on the output projection <c>W_out</c>: maps the flattened activations [rows, d_mlp] to a delta
+    /// [rows, d_model] added to the MLP's output. Registered as the submodule <c>out_adapter</c>; null (the default) removes it.
+    /// </summary>
+    public nn.Module<Tensor, Tensor>? OutAdapter
+    {
+        get => _outAdapter;
+        set { register_module("out_adapter", null!); _outAdapter = value; if (value is not null) register_module("out_adapter", value); }
+    }
+
+    /// <summary>Adds <paramref name="adapter"/>'s delta for the flattened input <paramref name="flat"/> to <paramref name="output"/> (unchanged when null).</summary>
+    protected static Tensor AddAdapter(Tensor output, nn.Module<Tensor, Tensor>? adapter, Tensor flat) =>
+        adapter is null ? output : output + adapter.call(flat);
+
     /// <summary>The configured activation function's name.</summary>
     protected string ActFn => _actFn;
 
@@ -71,9 +97,10 @@ public class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         long batch = x.shape[0], pos = x.shape[1], dModel = x.shape[2];
-        var pre = _b_in.addmm(x.reshape(batch * pos, dModel), _W_in).view(batch, pos, -1); // [batch, pos, d_mlp]
+        var flat = x.reshape(batch * pos, dModel);
+        var pre = AddAdapter(_b_in.addmm(flat, _W_in), _inAdapter, flat).view(batch, pos, -1); // [batch, pos, d_mlp]
         pre = hook_pre.forward(pre);
-        var post = hook_post.forward(Activation(pre, _actFn));                              // [batch, pos, d_mlp]
-        return _b_out.addmm(post.reshape(batch * pos, -1), _W_out).view(batch, pos, dModel); // [batch, pos, d_model]
+        var post = hook_post.forward(Activation(pre, _actFn)).reshape(batch * pos, -1);     // [batch·pos, d_mlp]
+        return AddAdapter(_b_out.addmm(post, _W_out), _outAdapter, post).view(batch, pos, dModel); // [batch, pos, d_model]
     }
 }
