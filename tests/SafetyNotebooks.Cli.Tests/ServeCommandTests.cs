@@ -22,7 +22,7 @@ public class ServeCommandTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task The_server_speaks_OpenAIs_protocol_and_applies_input_and_output_rails()
+    public async Task The_server_speaks_the_chat_completions_protocol_and_applies_input_and_output_rails()
     {
         var (app, endpoint) = await Start();
         await using var _ = app;
