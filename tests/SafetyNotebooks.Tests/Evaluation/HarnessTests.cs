@@ -53,7 +53,7 @@ public class MultipleChoiceTests
     }
 
     [Fact]
-    public void Files_in_the_SafetyBench_style_load_with_index_or_letter_answers_and_bad_items_are_named()
+    public void Files_in_the_style_of_the_safety_benchmark_load_with_index_or_letter_answers_and_bad_items_are_named()
     {
         var path = Path.GetTempFileName();
         try
