@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.Data.Analysis;
+using SafetyNotebooks.IO;
 using Microsoft.Extensions.AI;
 using SafetyNotebooks.Evaluation.RedTeaming;
 using SafetyNotebooks.Statistics;
@@ -22,19 +23,14 @@ public sealed record GenerationItem(string Id, string Prompt, string Scoring, st
     /// <summary>Reads JSONL items <c>{"id", "prompt", "scoring", "reference", "category", "dimension"}</c>; errors name the line.</summary>
     public static IReadOnlyList<GenerationItem> Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Generation task file '{path}' does not exist.", path);
         var items = new List<GenerationItem>();
-        int n = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (n, node) in Jsonl.Read(path, "{\"id\", \"prompt\", \"scoring\", \"reference\", \"category\", \"dimension\"}"))
         {
-            n++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            var node = JsonNode.Parse(line) ?? throw new FormatException($"{path}:{n}: empty JSON.");
             string scoring = (string?)node["scoring"] ?? throw new FormatException($"{path}:{n}: needs 'scoring' ({string.Join(", ", ScoringRules)}).");
             if (!ScoringRules.Contains(scoring)) throw new FormatException($"{path}:{n}: scoring '{scoring}' is not one of {string.Join(", ", ScoringRules)}.");
             string? reference = (string?)node["reference"];
             if (scoring is "exact" or "contains" or "regex" && reference is null) throw new FormatException($"{path}:{n}: scoring '{scoring}' needs a 'reference'.");
-            items.Add(new GenerationItem((string?)node["id"] ?? n.ToString(CultureInfo.InvariantCulture), (string?)node["prompt"] ?? throw new FormatException($"{path}:{n}: needs a 'prompt'."),
+            items.Add(new GenerationItem((string?)node["id"] ?? n.ToString(CultureInfo.InvariantCulture), node.RequireString("prompt", path, n),
                 scoring, reference, (string?)node["category"] ?? "", (string?)node["dimension"] ?? "safety"));
         }
         return items;

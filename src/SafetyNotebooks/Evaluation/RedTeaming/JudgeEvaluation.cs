@@ -1,4 +1,6 @@
+using System.Text.Json.Nodes;
 using Microsoft.Data.Analysis;
+using SafetyNotebooks.IO;
 using SafetyNotebooks.Statistics;
 
 namespace SafetyNotebooks.Evaluation.RedTeaming;
@@ -36,24 +38,12 @@ public static class JudgeEvaluation
     /// <summary>Reads <c>{"request", "reply", "attack_succeeded", "note"}</c> JSONL lines; a malformed line is an error naming it.</summary>
     public static IReadOnlyList<LabelledReply> LoadJsonl(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Labelled replies file '{path}' does not exist.", path);
         var list = new List<LabelledReply>();
-        int n = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (n, node) in Jsonl.Read(path, "{\"request\", \"reply\", \"attack_succeeded\": true|false, \"note\"}"))
         {
-            n++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            try
-            {
-                var node = System.Text.Json.Nodes.JsonNode.Parse(line)!;
-                list.Add(new LabelledReply((string?)node["request"] ?? throw new FormatException("missing \"request\""),
-                    (string?)node["reply"] ?? throw new FormatException("missing \"reply\""),
-                    (bool?)node["attack_succeeded"] ?? throw new FormatException("missing boolean \"attack_succeeded\""), (string?)node["note"]));
-            }
-            catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or InvalidOperationException)
-            {
-                throw new FormatException($"{path}:{n}: {e.Message}; each line is {{\"request\", \"reply\", \"attack_succeeded\": true|false, \"note\"}}.");
-            }
+            bool succeeded = node["attack_succeeded"] is JsonValue v && v.TryGetValue<bool>(out var b) ? b
+                : throw new FormatException($"{path}:{n}: needs a boolean field \"attack_succeeded\".");
+            list.Add(new LabelledReply(node.RequireString("request", path, n), node.RequireString("reply", path, n), succeeded, (string?)node["note"]));
         }
         return list;
     }

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using Microsoft.Data.Analysis;
 using Microsoft.Extensions.AI;
+using SafetyNotebooks.IO;
 using SafetyNotebooks.Runtime;
 using SafetyNotebooks.Statistics;
 
@@ -19,21 +20,13 @@ public sealed record AttackPrompt(string Id, string Category, string Text)
     /// </summary>
     public static IReadOnlyList<AttackPrompt> LoadJsonl(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Attack prompt file '{path}' does not exist; give a JSONL file of {{\"id\", \"category\", \"prompt\"}} lines.", path);
         var list = new List<AttackPrompt>();
         var ids = new HashSet<string>();
-        int n = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var (n, node) in Jsonl.Read(path, "{\"id\", \"category\", \"prompt\"}"))
         {
-            n++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            JsonNode? node;
-            try { node = JsonNode.Parse(line); }
-            catch (JsonException e) { throw new FormatException($"{path}:{n}: not valid JSON ({e.Message}); each line must be one {{\"id\", \"category\", \"prompt\"}} object."); }
-            string? id = (string?)node?["id"], category = (string?)node?["category"], text = (string?)node?["prompt"];
-            if (id is null || text is null) throw new FormatException($"{path}:{n}: needs string fields \"id\" and \"prompt\" (and optionally \"category\").");
+            string id = node.RequireString("id", path, n), text = node.RequireString("prompt", path, n);
             if (!ids.Add(id)) throw new FormatException($"{path}:{n}: duplicate id \"{id}\"; ids must be unique so a resumed scan can skip finished items.");
-            list.Add(new AttackPrompt(id, category ?? "uncategorized", text));
+            list.Add(new AttackPrompt(id, (string?)node["category"] ?? "uncategorized", text));
         }
         return list;
     }
