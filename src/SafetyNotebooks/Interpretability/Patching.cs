@@ -37,7 +37,8 @@ public sealed record PatchingOptions
 
     /// <summary>
     /// Batched sweeps: start each pass at the patched layer from the corrupted run's cached <c>resid_pre</c> (TransformerLens'
-    /// <c>start_at_layer</c>) instead of re-running the earlier, unchanged layers (default true).
+    /// <c>start_at_layer</c>) instead of re-running the earlier, unchanged layers (default true). The sweeps that run their own
+    /// passes (positional ones without padding, or with <see cref="MetricPositions"/>) always do.
     /// </summary>
     public bool UseStartAtLayer { get; init; } = true;
 
@@ -49,16 +50,20 @@ public sealed record PatchingOptions
     public bool SkipUnchangedPrefix { get; init; } = true;
 
     /// <summary>
-    /// With <see cref="SkipUnchangedPrefix"/>: the positions of one layer are split into this many groups, each run from its
-    /// first position (more groups skip more work but make smaller batches; default 4).
+    /// With <see cref="SkipUnchangedPrefix"/>: the positions are split into this many groups of equal width, each run as its own
+    /// passes from its first position (more groups skip more work but make smaller batches). 0 (default): one group per
+    /// position, so every patched copy computes exactly the positions its patch can change. Copies of every layer share a
+    /// pass: each enters the batch at its own layer.
     /// </summary>
-    public int PositionGroups { get; init; } = 4;
+    public int PositionGroups { get; init; }
 
     /// <summary>
     /// The positions the metric reads (negative counts from the end, e.g. [-1] for a last-token logit difference), or null
     /// (default) for all. Batched sweeps then unembed only these positions; the logits the metric gets hold the corrupted
     /// run's values elsewhere. Checked once: a metric that reads another position fails with an error. Ignored with an
-    /// <see cref="AttentionMask"/> (padded batches always unembed every position).
+    /// <see cref="AttentionMask"/> (padded batches always unembed every position). In a <c>resid_pre</c> sweep the last block
+    /// then also computes only the queries at these positions (their keys and values still come from every position). The
+    /// metric gets one logits buffer per pass, overwritten for each patched copy: read the number out, do not keep the tensor.
     /// </summary>
     public IReadOnlyList<int>? MetricPositions { get; init; }
 
@@ -311,23 +316,26 @@ public static class Patching
         if (maxRows <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), $"PatchingOptions.MaxRowsPerPass = {maxRows}; use a positive number of rows (or null for automatic).");
         int copiesPerPass = (int)Math.Max(1, maxRows / batch);
+        if (ownRunner)
+        {
+            // Cells of every layer together: one pass per position group (and row budget), each copy entering the batch at its layer.
+            int groups = suffix ? (options.PositionGroups > 0 ? options.PositionGroups : (int)pos) : 1;
+            bool inputPatch = activationName == "resid_pre";
+            foreach (var chunk in PassChunks(cells, groups, (int)pos, copiesPerPass))
+            {
+                using var scope = NewDisposeScope();
+                long p0 = suffix ? chunk.Min(c => cells[c][1]) : 0;
+                RunStaggered(model, corruptedCache, corruptedLogits, cleanCache, names, setter, metric, cells, chunk, p0, batch, keyName,
+                    metricPositions, inputPatch, results);
+                done += chunk.Length;
+                options.Progress?.Invoke(done, cells.Count);
+            }
+            return results;
+        }
         foreach (var layer in layers)
         {
             var cellIds = Enumerable.Range(0, cells.Count).Where(i => cells[i][0] == layer).ToArray();
             var clean = cleanCache[names[layer]];
-            if (ownRunner)
-            {
-                foreach (var chunk in PassChunks(cells, cellIds, suffix ? Math.Max(1, options.PositionGroups) : 1, (int)pos, copiesPerPass))
-                {
-                    using var scope = NewDisposeScope();
-                    long p0 = suffix ? chunk.Min(c => cells[c][1]) : 0;
-                    var logits = RunSuffix(model, corruptedCache, corruptedLogits, clean, setter, names[layer], layer, cells, chunk, p0, batch, keyName, metricPositions);
-                    for (int i = 0; i < chunk.Length; i++) results[chunk[i]] = MetricValue(metric, logits[i]);
-                    done += chunk.Length;
-                    options.Progress?.Invoke(done, cells.Count);
-                }
-                continue;
-            }
             for (int start = 0; start < cellIds.Length; start += copiesPerPass)
             {
                 var chunk = cellIds.Skip(start).Take(copiesPerPass).ToArray();
@@ -356,93 +364,188 @@ public static class Patching
         return results;
     }
 
-    /// <summary>Cells of one layer in passes: sorted by position, split into position groups, each at most <paramref name="copies"/> cells.</summary>
-    static IEnumerable<int[]> PassChunks(IReadOnlyList<int[]> cells, int[] cellIds, int groups, int pos, int copies)
+    /// <summary>
+    /// Cells in passes: split into position groups (by the cell's position, <paramref name="groups"/> groups of equal width),
+    /// each sorted by layer and cut into passes of at most <paramref name="copies"/> cells.
+    /// </summary>
+    static IEnumerable<int[]> PassChunks(IReadOnlyList<int[]> cells, int groups, int pos, int copies)
     {
-        var sorted = cellIds.OrderBy(c => cells[c].Length > 1 ? cells[c][1] : 0).ToArray();
         int width = (pos + groups - 1) / groups;
-        foreach (var group in sorted.GroupBy(c => groups == 1 ? 0 : cells[c][1] / width))
+        var byGroup = Enumerable.Range(0, cells.Count)
+            .GroupBy(c => groups == 1 || cells[c].Length < 2 ? 0 : cells[c][1] / width)
+            .OrderBy(g => g.Key);
+        foreach (var group in byGroup)
         {
-            var ids = group.ToArray();
+            var ids = group.OrderBy(c => cells[c][0]).ThenBy(c => cells[c].Length > 1 ? cells[c][1] : 0).ToArray();
             for (int start = 0; start < ids.Length; start += copies) yield return ids.Skip(start).Take(copies).ToArray();
         }
     }
 
     /// <summary>
-    /// One batched pass over copies of the corrupted batch from <paramref name="layer"/> on, computing positions
-    /// <paramref name="p0"/>… only (earlier keys and values from the corrupted run), with copy i patched at cell
-    /// <paramref name="chunk"/>[i]. Returns each copy's full logits [batch, pos, d_vocab]: the corrupted run's before
-    /// <paramref name="p0"/> (and outside <paramref name="metricPositions"/> when given).
+    /// One batched pass over copies of the corrupted batch, computing positions <paramref name="p0"/>… only (earlier keys and
+    /// values from the corrupted run). The copies of <paramref name="chunk"/> (sorted by layer) enter the batch at their own
+    /// layer, from the corrupted run's <c>resid_pre</c> there, so a pass costs what each copy needs from its layer on and no more;
+    /// copy i is patched at cell <paramref name="chunk"/>[i] (directly on the block input for <c>resid_pre</c>, by a hook that
+    /// touches only its rows otherwise). Writes each copy's metric into <paramref name="results"/>; the logits the metric sees
+    /// are the corrupted run's before <paramref name="p0"/> (and outside <paramref name="metricPositions"/> when given).
     /// </summary>
-    static Tensor[] RunSuffix(HookedTransformer model, ActivationCache corrupted, Tensor corruptedLogits, Tensor clean, PatchSetter setter,
-        string hookName, int layer, IReadOnlyList<int[]> cells, int[] chunk, long p0, long batch, string keyName, long[]? metricPositions)
+    static void RunStaggered(HookedTransformer model, ActivationCache corrupted, Tensor corruptedLogits, ActivationCache cleanCache,
+        IReadOnlyDictionary<int, string> names, PatchSetter setter, Func<Tensor, Tensor> metric, IReadOnlyList<int[]> cells, int[] chunk,
+        long p0, long batch, string keyName, long[]? metricPositions, bool inputPatch, double[] results)
     {
-        int k = chunk.Length, nLayers = model.Cfg.NLayers;
-        long pos = corruptedLogits.shape[1], len = pos - p0, rows = k * batch;
+        int nLayers = model.Cfg.NLayers;
+        long pos = corruptedLogits.shape[1], len = pos - p0;
         var device = corruptedLogits.device;
+        var wantedPositions = metricPositions?.Where(p => p >= p0).ToArray();
+        if (wantedPositions is { Length: 0 })
+        {
+            // The metric reads only positions before every patch: each copy's logits there are the corrupted ones.
+            double unchanged = MetricValue(metric, corruptedLogits);
+            foreach (var c in chunk) results[c] = unchanged;
+            return;
+        }
+        int[] Relative(int c)
+        {
+            var index = (int[])cells[c].Clone();
+            if (index.Length > 1) index[1] -= (int)p0;                           // positions relative to the computed suffix
+            return index;
+        }
+        Tensor CleanPart(int layer) => p0 == 0 ? cleanCache[names[layer]] : cleanCache[names[layer]].narrow(1, p0, len);
+        var order = chunk.OrderBy(c => cells[c][0]).ToArray();                   // copy i of the batch is cell order[i]
+        int first = cells[order[0]][0];
+        // Rows [From, From + cells) of the batch enter at each layer.
+        var entering = new Dictionary<int, (int From, int[] Cells)>();
+        for (int i = 0; i < order.Length;)
+        {
+            int l = cells[order[i]][0], j = i;
+            while (j < order.Length && cells[order[j]][0] == l) j++;
+            entering[l] = (i, order[i..j]);
+            i = j;
+        }
+        var hooks = new List<(string, Func<Tensor, HookPoint, Tensor?>)>();
+        if (!inputPatch)
+            foreach (var (l, (from, ids)) in entering)
+            {
+                var cleanPart = CleanPart(l);
+                hooks.Add((names[l], (a, _) =>
+                {
+                    var y = a.clone();
+                    for (int i = 0; i < ids.Length; i++) setter(y.narrow(0, (from + i) * batch, batch), Relative(ids[i]), cleanPart);
+                    return y;
+                }));
+            }
+        // The last block computes only the queries the metric reads (keys and values still at every position) when nothing hooks
+        // inside it and positions do not rotate keys (absolute or no positional embedding); then x holds just those positions.
+        var cfg = model.Cfg;
+        bool lastQueriesOnly = inputPatch && wantedPositions is not null && wantedPositions.Length < len &&
+            cfg.PositionalEmbedding != PositionalEmbeddingType.Rotary && !cfg.UseSplitQkvInput && !cfg.UseAttnIn;
         var entries = Enumerable.Range(0, nLayers).Select(_ => new KeyValueCacheEntry()).ToArray();
         try
         {
-            AttentionContext context;
-            if (p0 > 0)
+            Tensor? x = null;
+            int copies = 0;
+            var allowed = p0 > 0 ? ones(len, pos, dtype: ScalarType.Bool, device: device).tril(p0).unsqueeze(0).unsqueeze(0) : null;   // [1, 1, len, pos]
+            var positions = arange(p0, pos, dtype: ScalarType.Int64, device: device).unsqueeze(0);                                       // [1, len]
+            using var scope = model.Hooks(hooks.ToArray());
+            for (int l = first; l < nLayers; l++)
             {
-                for (int l = layer; l < nLayers; l++)
-                    entries[l].Append(corrupted[$"blocks.{l}.attn.{keyName}"].narrow(1, 0, p0).repeat(k, 1, 1, 1),
-                                      corrupted[$"blocks.{l}.attn.hook_v"].narrow(1, 0, p0).repeat(k, 1, 1, 1));
-                var allowed = ones(len, p0 + len, dtype: ScalarType.Bool, device: device).tril(p0).unsqueeze(0).unsqueeze(0).expand(rows, 1, len, p0 + len);
-                context = new AttentionContext
+                if (entering.TryGetValue(l, out var e))
                 {
-                    Positions = arange(p0, pos, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(rows, len),
-                    PastLength = p0, CacheEntries = entries, AllowedMask = allowed, KernelMask = allowed,
-                };
-            }
-            else context = AttentionContext.Causal(rows, pos, device);
-            var cleanPart = p0 == 0 ? clean : clean.narrow(1, p0, len);
-            Func<Tensor, HookPoint, Tensor?> hook = (x, _) =>
-            {
-                var y = x.clone();
-                for (int i = 0; i < k; i++)
-                {
-                    var index = (int[])cells[chunk[i]].Clone();
-                    if (index.Length > 1) index[1] -= (int)p0;                 // positions relative to the computed suffix
-                    setter(y.narrow(0, i * batch, batch), index, cleanPart);
+                    var fresh = corrupted[Utils.GetActName("resid_pre", l)].narrow(1, p0, len).repeat(e.Cells.Length, 1, 1);
+                    if (inputPatch)
+                    {
+                        var cleanPart = CleanPart(l);
+                        for (int i = 0; i < e.Cells.Length; i++) setter(fresh.narrow(0, i * batch, batch), Relative(e.Cells[i]), cleanPart);
+                    }
+                    x = x is null ? fresh : cat(new[] { x, fresh }, 0);
+                    copies += e.Cells.Length;
                 }
-                return y;
-            };
-            var x = corrupted[Utils.GetActName("resid_pre", layer)].narrow(1, p0, len).repeat(k, 1, 1);
-            using (model.Hooks((hookName, hook)))
-                for (int l = layer; l < nLayers; l++) x = model.blocks[l].forward(x, context);
-            if (model.ln_final is { } lnf) x = lnf.forward(x);
-            var result = new Tensor[k];
-            if (metricPositions is not null)
+                long rows = copies * batch;
+                if (p0 > 0)
+                    entries[l].Append(corrupted[$"blocks.{l}.attn.{keyName}"].narrow(1, 0, p0).repeat(copies, 1, 1, 1),
+                                      corrupted[$"blocks.{l}.attn.hook_v"].narrow(1, 0, p0).repeat(copies, 1, 1, 1));
+                if (lastQueriesOnly && l == nLayers - 1)
+                {
+                    x = LastBlockQueries(model, x!, wantedPositions!, p0, rows, p0 > 0 ? entries[l] : null);
+                    break;
+                }
+                var context = p0 > 0
+                    ? new AttentionContext
+                    {
+                        Positions = positions.expand(rows, len), PastLength = p0, CacheEntries = entries,
+                        AllowedMask = allowed!.expand(rows, 1, len, pos), KernelMask = allowed.expand(rows, 1, len, pos),
+                    }
+                    : AttentionContext.Causal(rows, pos, device);
+                x = model.blocks[l].forward(x!, context);
+            }
+            if (model.ln_final is { } lnf) x = lnf.forward(x!);
+            if (wantedPositions is not null)
             {
-                var wantedPositions = metricPositions.Where(p => p >= p0).ToArray();
-                Tensor? picked = null;
-                if (wantedPositions.Length > 0)
+                Tensor picked;                                                   // [rows, wanted, d_vocab]
+                if (lastQueriesOnly) picked = model.unembed.forward(x!);
+                else
                 {
                     using var idx = tensor(wantedPositions.Select(p => p - p0).ToArray(), device: device);
-                    picked = model.unembed.forward(x.index_select(1, idx));         // [rows, wanted, d_vocab]
+                    picked = model.unembed.forward(x!.index_select(1, idx));
                 }
+                // One buffer per pass: the corrupted logits with the metric's positions overwritten for each copy in turn
+                // (every copy writes the same positions, and the metric is read out before the next copy).
+                using var logits = corruptedLogits.clone();
                 using var at = tensor(wantedPositions, device: device);
-                for (int i = 0; i < k; i++)
+                for (int i = 0; i < order.Length; i++)
                 {
-                    var logits = corruptedLogits.clone();
-                    if (picked is not null) logits.index_copy_(1, at, picked.narrow(0, i * batch, batch));
-                    result[i] = logits;
+                    logits.index_copy_(1, at, picked.narrow(0, i * batch, batch));
+                    results[order[i]] = MetricValue(metric, logits);
                 }
-                return result;
+                return;
             }
-            var suffixLogits = model.unembed.forward(x);                           // [rows, len, d_vocab]
-            for (int i = 0; i < k; i++)
-                result[i] = p0 == 0 ? suffixLogits.narrow(0, i * batch, batch)
+            var suffixLogits = model.unembed.forward(x!);                          // [rows, len, d_vocab]
+            for (int i = 0; i < order.Length; i++)
+            {
+                var copyLogits = p0 == 0 ? suffixLogits.narrow(0, i * batch, batch)
                     : cat(new[] { corruptedLogits.narrow(1, 0, p0), suffixLogits.narrow(0, i * batch, batch) }, 1);
-            return result;
+                results[order[i]] = MetricValue(metric, copyLogits);
+            }
         }
         finally
         {
             foreach (var e in entries) e.Dispose();
         }
     }
+
+    /// <summary>
+    /// The last block for queries at <paramref name="wanted"/> (absolute positions ≥ <paramref name="p0"/>) only: keys and values
+    /// from every computed position of <paramref name="x"/> [rows, pos − p0, d_model] (and the cached prefix in
+    /// <paramref name="entry"/>), attention, output and MLP at the wanted positions → [rows, wanted, d_model]. The same numbers
+    /// as the full block at those positions; no hooks fire.
+    /// </summary>
+    static Tensor LastBlockQueries(HookedTransformer model, Tensor x, long[] wanted, long p0, long rows, KeyValueCacheEntry? entry)
+    {
+        var cfg = model.Cfg;
+        var block = model.blocks[cfg.NLayers - 1];
+        var device = x.device;
+        long pos = p0 + x.shape[1], d = cfg.DModel;
+        int w = wanted.Length;
+        using var idx = tensor(wanted.Select(p => p - p0).ToArray(), device: device);
+        using var abs = tensor(wanted, device: device);
+        var xq = x.index_select(1, idx);                                           // [rows, w, d_model]
+        var normed = block.ln1 is null ? x : block.ln1.forward(x);
+        var qIn = normed.index_select(1, idx).unsqueeze(2).expand(rows, w, cfg.NHeads, d);
+        var kvIn = normed.unsqueeze(2).expand(rows, x.shape[1], cfg.EffectiveNKeyValueHeads, d);
+        var allowed = (arange(pos, dtype: ScalarType.Int64, device: device).unsqueeze(0) <= abs.unsqueeze(1))   // [w, pos]: key ≤ query
+            .unsqueeze(0).unsqueeze(0).expand(rows, 1, w, pos);
+        var context = new AttentionContext
+        {
+            Positions = abs.unsqueeze(0).expand(rows, w), PastLength = p0, CacheEntry = entry, AllowedMask = allowed, KernelMask = allowed,
+        };
+        var attnOut = block.attn.forward(qIn, kvIn, kvIn, context);                // [rows, w, d_model]
+        if (block.mlp is not { } mlp) return xq + attnOut;
+        Tensor Ln2(Tensor t) => block.ln2 is null ? t : block.ln2.forward(t);
+        if (cfg.ParallelAttnMlp) return xq + attnOut + mlp.forward(Ln2(xq));
+        var mid = xq + attnOut;
+        return mid + mlp.forward(Ln2(mid));
+    }
+
 
     // ----------------------------------------------------------------------------------------------- TL's named sweeps
 

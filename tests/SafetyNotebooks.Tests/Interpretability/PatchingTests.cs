@@ -127,6 +127,45 @@ public class PatchingTests
         }
     }
 
+    [Theory]
+    [InlineData("standard", true)]
+    [InlineData("standard", false)]
+    [InlineData("parallel", true)]
+    [InlineData("attn_only", true)]
+    [InlineData("rotary", true)]
+    public void The_staggered_resid_pre_sweep_equals_one_forward_per_cell_to_1e_5(string kind, bool lastPositionOnly)
+    {
+        // Three layers, 9 positions: copies of different layers share a pass, and the last block computes only the metric's query.
+        var cfg = Tiny(attnOnly: kind == "attn_only") with
+        {
+            NLayers = 3, ParallelAttnMlp = kind == "parallel",
+            PositionalEmbedding = kind == "rotary" ? PositionalEmbeddingType.Rotary : PositionalEmbeddingType.Standard,
+        };
+        using var model = new HookedTransformer(cfg);
+        using var scope = NewDisposeScope();
+        var (clean, corrupted) = Prompts(pos: 9);
+        var (_, cache) = model.RunWithCache(clean);
+        using var _c = cache;
+        var naive = Patching.GetActPatchResidPre(model, corrupted, cache, LogitDiff, new PatchingOptions { Naive = true });
+        var options = new[]
+        {
+            new PatchingOptions { MetricPositions = lastPositionOnly ? [-1] : null },                                  // defaults: one pass per position
+            new PatchingOptions { MetricPositions = lastPositionOnly ? [-1] : null, PositionGroups = 2, MaxRowsPerPass = 8 }, // passes split mid-layer
+        };
+        foreach (var o in options)
+        {
+            var fast = Patching.GetActPatchResidPre(model, corrupted, cache, LogitDiff, o);
+            Assert.Equal(new long[] { 3, 9 }, fast.shape);
+            double diff = (fast - naive).abs().max().item<double>();
+            Assert.True(diff < 1e-5, $"{kind}: staggered vs one forward per cell: max |diff| = {diff}");
+        }
+        Assert.True((naive - naive.mean()).abs().max().item<double>() > 1e-3, "the sweep must not be constant");
+        // The same for a hooked activation (attn_out is patched inside the block, by a hook that touches only its copies' rows).
+        var attnNaive = Patching.GetActPatchAttnOut(model, corrupted, cache, LogitDiff, new PatchingOptions { Naive = true });
+        var attnFast = Patching.GetActPatchAttnOut(model, corrupted, cache, LogitDiff, new PatchingOptions { MetricPositions = lastPositionOnly ? [-1] : null });
+        Assert.True((attnFast - attnNaive).abs().max().item<double>() < 1e-5, "attn_out: staggered vs one forward per cell");
+    }
+
     [Fact]
     public void The_every_sweeps_have_TransformerLens_shapes_and_grouped_key_value_heads_pad_with_NaN()
     {
