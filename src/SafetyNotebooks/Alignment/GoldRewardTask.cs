@@ -11,7 +11,8 @@ namespace SafetyNotebooks.Alignment;
 /// Gao et al. 2022's overoptimization study: a toy language of a few words, a seeded bigram process that generates it (the
 /// "pretraining distribution" a small policy learns in seconds), and a hidden gold reward computable from any completion:
 /// <code>gold(y) = (1/n)·Σₜ w[yₜ] − RepeatPenalty·(1/n)·#{t ≥ 1 : yₜ = yₜ₋₁}</code>
-/// over the n completion tokens (a linear "sentiment" of the token counts, minus a penalty for immediate repeats).
+/// over the n completion tokens (a linear "sentiment" of the token counts, minus a penalty for immediate repeats; a
+/// <c>&lt;bos&gt;</c> that a policy samples inside a completion counts as a neutral token, weight 0).
 /// Preferences are sampled from it by <see cref="GoldPreferenceOracle"/> (Bradley–Terry with a temperature, optional label
 /// flips, a label budget). Every prompt is the single <c>&lt;bos&gt;</c> token; completions have
 /// <see cref="CompletionLength"/> tokens and no EOS.
@@ -101,7 +102,7 @@ public sealed class GoldRewardTask
     /// <summary>Next-word probabilities after <paramref name="previous"/> (a word id, or <see cref="BosTokenId"/> for the start).</summary>
     public IReadOnlyList<double> NextWordProbabilities(long previous) => _transitions[CheckToken(previous, allowBos: true)];
 
-    /// <summary>The gold reward of a completion (word ids, no <c>&lt;bos&gt;</c>): mean weight minus the repeat penalty (see the class summary).</summary>
+    /// <summary>The gold reward of a completion (token ids after the prompt): mean weight minus the repeat penalty (see the class summary).</summary>
     public double Gold(IReadOnlyList<long> completion)
     {
         ArgumentNullException.ThrowIfNull(completion);
@@ -110,7 +111,8 @@ public sealed class GoldRewardTask
         int repeats = 0;
         for (int t = 0; t < completion.Count; t++)
         {
-            sum += Weights[CheckToken(completion[t], allowBos: false)];
+            int id = CheckToken(completion[t], allowBos: true);
+            if (id < Words.Count) sum += Weights[id];                  // a stray <bos> (a policy may sample it) is neutral
             if (t > 0 && completion[t] == completion[t - 1]) repeats++;
         }
         return (sum - RepeatPenalty * repeats) / completion.Count;

@@ -34,11 +34,13 @@ public class GoldRewardTaskTests
     }
 
     [Fact]
-    public void A_bos_or_padding_token_in_a_completion_is_an_error_naming_the_fix()
+    public void A_stray_bos_in_a_completion_is_neutral_and_an_unknown_id_is_an_error()
     {
         var task = Uniform();
-        var e = Assert.Throws<ArgumentException>(() => task.Gold(new long[] { 0, task.BosTokenId }));
-        Assert.Contains("without <bos> or padding", e.Message);
+        // great <bos> great: 2 + 0 + 2 = 4 over 3 tokens, and no immediate repeat (the two greats are not adjacent): 4/3.
+        Assert.Equal(4.0 / 3.0, task.Gold(new long[] { 12, task.BosTokenId, 12 }), 12);
+        var e = Assert.Throws<ArgumentException>(() => task.Gold(new long[] { 0, 99 }));
+        Assert.Contains("Token id 99", e.Message);
     }
 
     [Fact]
