@@ -35,6 +35,10 @@ public static class Formatters
         Formatter.Register<AttentionView>((v, w) => w.Write(v.Html), "text/html");
         Formatter.Register<AttentionView>((v, w) => w.Write(v.ToString()), "text/plain");
         Formatter.SetPreferredMimeTypesFor(typeof(AttentionView), "text/html", "text/plain");
+        // Feature dashboards are static self-contained HTML (inline CSS and SVG, no script).
+        Formatter.Register<FeatureDashboard>((v, w) => w.Write(v.Html), "text/html");
+        Formatter.Register<FeatureDashboard>((v, w) => w.Write(v.ToString()), "text/plain");
+        Formatter.SetPreferredMimeTypesFor(typeof(FeatureDashboard), "text/html", "text/plain");
         Formatter.SetPreferredMimeTypesFor(typeof(DataFrame), "text/html", "text/plain");
     }
 

@@ -84,6 +84,18 @@ public class FormattersTests
     }
 
     [Fact]
+    public void The_feature_dashboard_displays_as_its_html()
+    {
+        Formatters.Register();
+        var data = SafetyNotebooks.Sae.FeatureDashboards.FromActivations(3, tensor(new float[] { 0, 1.5f }, new long[] { 1, 2 }), tensor(new long[] { 0, 1 }, new long[] { 1, 2 }));
+        var dash = FeatureDashboard.Create(new[] { data }, id => id == 1 ? "<b>" : "x");
+        var html = dash.ToDisplayString("text/html");
+        Assert.Contains(FeatureDashboard.CssClass, html);
+        Assert.Contains("&lt;b&gt;", html);
+        Assert.Contains("FeatureDashboard: feature 3", dash.ToDisplayString("text/plain"));
+    }
+
+    [Fact]
     public void Progress_html_carries_the_text_line()
     {
         var u = new SafetyNotebooks.Runtime.ProgressUpdate("fit", 5, 10, TimeSpan.FromSeconds(1), new Dictionary<string, double>(), false);
