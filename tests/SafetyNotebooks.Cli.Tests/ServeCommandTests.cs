@@ -14,9 +14,9 @@ public class ServeCommandTests(ITestOutputHelper output)
 {
     static readonly string Rails = Path.Combine(TestNotebooks.RepoRoot, "data", "guardrails", "rails.yaml");
 
-    static async Task<(Microsoft.AspNetCore.Builder.WebApplication App, Uri Endpoint)> Start()
+    static async Task<(Microsoft.AspNetCore.Builder.WebApplication App, Uri Endpoint)> Start(long maxRequestBytes = 1_000_000)
     {
-        var app = ServeCommand.Build(new ServeOptions { Config = Rails, Upstream = "secret-keeper-bot", Port = 0, DecisionLog = Path.GetTempFileName() });
+        var app = ServeCommand.Build(new ServeOptions { Config = Rails, Upstream = "secret-keeper-bot", Port = 0, DecisionLog = Path.GetTempFileName(), MaxRequestBytes = maxRequestBytes });
         await app.StartAsync();
         return (app, new Uri(app.Urls.First() + "/v1"));
     }
@@ -24,7 +24,9 @@ public class ServeCommandTests(ITestOutputHelper output)
     [Fact]
     public async Task The_server_speaks_the_chat_completions_protocol_and_applies_input_and_output_rails()
     {
-        var (app, endpoint) = await Start();
+        // A small body limit, so an oversized body still fits the socket buffers: the client finishes sending and reads the 413
+        // (with a megabyte body the server may answer and close while the client is still writing: a broken pipe, not a 413).
+        var (app, endpoint) = await Start(maxRequestBytes: 16_000);
         await using var _ = app;
         using var client = OpenAICompatible.Create(endpoint, "bot", limits: new ChatLimits { MaxRetries = 0, Timeout = TimeSpan.FromSeconds(20) });
         string system = SafetyNotebooks.Evaluation.RedTeaming.SecretKeeper.SystemPrompt();
@@ -46,7 +48,7 @@ public class ServeCommandTests(ITestOutputHelper output)
         Assert.Contains("invalid request body", await bad.Content.ReadAsStringAsync());
         var noMessages = await http.PostAsJsonAsync(endpoint + "/chat/completions", new { model = "x", messages = Array.Empty<object>() });
         Assert.Equal(400, (int)noMessages.StatusCode);
-        var huge = await http.PostAsync(endpoint + "/chat/completions", new StringContent(new string('a', 2_000_000)));
+        var huge = await http.PostAsync(endpoint + "/chat/completions", new StringContent(new string('a', 40_000)));
         Assert.Equal(413, (int)huge.StatusCode);
     }
 
