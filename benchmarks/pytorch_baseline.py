@@ -257,6 +257,30 @@ def gpt2_small(cache, warmup=1, runs=5):
     return median_seconds(step, warmup, runs), runs
 
 
+def gpt2_small_cache_overhead(warmup=2, pairs=11):
+    """run_with_cache / forward measured in interleaved pairs on one model (order alternating within each pair),
+    the median of the per-pair ratios: drift in machine load hits both halves of a pair alike."""
+    torch.manual_seed(0)
+    model = GPT(12, 768, 12, 3072, 50257, 1024).eval()
+    tokens = torch.randint(0, 50257, (4, 128))
+
+    def timed(cache):
+        with torch.no_grad():
+            t = time.perf_counter()
+            model(tokens, {} if cache else None)
+            return time.perf_counter() - t
+    for _ in range(warmup):
+        timed(False), timed(True)
+    ratios = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            f = timed(False); c = timed(True)
+        else:
+            c = timed(True); f = timed(False)
+        ratios.append(c / f)
+    return statistics.median(ratios), pairs
+
+
 def matmul_peak(n=2048, warmup=5, runs=15):
     a, b = torch.randn(n, n), torch.randn(n, n)
     s = median_seconds(lambda: a @ b, warmup, runs)
@@ -338,28 +362,45 @@ def sae_train_step(topk=False, warmup=2, runs=5):
 def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 2
     torch.set_num_threads(threads)
-    s, runs, gflops = matmul_peak()
-    print(json.dumps({"name": "matmul_peak", "median_s": s, "runs": runs, "gflops": gflops,
-                      "side": "pytorch", "version": torch.__version__, "threads": threads}), flush=True)
-    s, runs = attn_only_train_step()
-    print(json.dumps({"name": "attn_only_train_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
-    s, runs = gpt2_small(cache=False)
-    print(json.dumps({"name": "gpt2_small_forward", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
-    s, runs = gpt2_small(cache=True)
-    print(json.dumps({"name": "gpt2_small_run_with_cache", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
     quick = "--quick" in sys.argv
-    s, runs, uncached, same = gpt2_small_generate(runs=1 if quick else 5, uncached_runs=0 if quick else 1)
-    line = {"name": "gpt2_small_generate", "median_s": s, "runs": runs, "side": "pytorch"}
-    if not math.isnan(uncached):
-        line.update({"uncached_s": uncached, "cache_speedup": round(uncached / s, 2), "same_tokens": same})
-    print(json.dumps(line), flush=True)
-    s, runs = dpo_step(runs=3 if quick else 7)
-    print(json.dumps({"name": "dpo_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
-    s, runs = ppo_rollout(runs=1 if quick else 3)
-    print(json.dumps({"name": "ppo_rollout", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
-    s, runs = sae_train_step(runs=3 if quick else 7)
-    topk_s, _ = sae_train_step(topk=True, runs=3 if quick else 7)
-    print(json.dumps({"name": "sae_train_step", "median_s": s, "runs": runs, "side": "pytorch", "topk_s": topk_s}), flush=True)
+    # --only a,b runs just those workloads (the names bench uses); default: all of them.
+    only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), None)
+    want = (lambda n: True) if not only else (lambda n: n in only.split(","))
+
+    def emit(line):
+        print(json.dumps(line), flush=True)
+    if want("matmul_peak"):
+        s, runs, gflops = matmul_peak()
+        emit({"name": "matmul_peak", "median_s": s, "runs": runs, "gflops": gflops,
+              "side": "pytorch", "version": torch.__version__, "threads": threads})
+    if want("attn_only_train_step"):
+        s, runs = attn_only_train_step()
+        emit({"name": "attn_only_train_step", "median_s": s, "runs": runs, "side": "pytorch"})
+    if want("gpt2_small_forward"):
+        s, runs = gpt2_small(cache=False)
+        emit({"name": "gpt2_small_forward", "median_s": s, "runs": runs, "side": "pytorch"})
+    if want("gpt2_small_run_with_cache"):
+        s, runs = gpt2_small(cache=True)
+        emit({"name": "gpt2_small_run_with_cache", "median_s": s, "runs": runs, "side": "pytorch"})
+    if want("gpt2_small_forward") and want("gpt2_small_run_with_cache"):
+        r, pairs = gpt2_small_cache_overhead(pairs=5 if quick else 11)
+        emit({"name": "gpt2_small_cache_overhead", "ratio": r, "pairs": pairs, "side": "pytorch"})
+    if want("gpt2_small_generate"):
+        s, runs, uncached, same = gpt2_small_generate(runs=1 if quick else 5, uncached_runs=0 if quick else 1)
+        line = {"name": "gpt2_small_generate", "median_s": s, "runs": runs, "side": "pytorch"}
+        if not math.isnan(uncached):
+            line.update({"uncached_s": uncached, "cache_speedup": round(uncached / s, 2), "same_tokens": same})
+        emit(line)
+    if want("dpo_step"):
+        s, runs = dpo_step(runs=3 if quick else 7)
+        emit({"name": "dpo_step", "median_s": s, "runs": runs, "side": "pytorch"})
+    if want("ppo_rollout"):
+        s, runs = ppo_rollout(runs=1 if quick else 3)
+        emit({"name": "ppo_rollout", "median_s": s, "runs": runs, "side": "pytorch"})
+    if want("sae_train_step"):
+        s, runs = sae_train_step(runs=3 if quick else 7)
+        topk_s, _ = sae_train_step(topk=True, runs=3 if quick else 7)
+        emit({"name": "sae_train_step", "median_s": s, "runs": runs, "side": "pytorch", "topk_s": topk_s})
 
 
 if __name__ == "__main__":
