@@ -56,7 +56,8 @@ public class QuizTests
         Assert.Contains("A is not the best answer", e.Message);
         Assert.Contains("Not the first thing you see.", e.Message);
         Assert.DoesNotContain("second", e.Message);
-        Assert.Contains("no answer yet", Assert.Throws<CheckFailedException>(() => quiz.Answer("demo", null)).Message);
+        Assert.Contains("no answer yet", Assert.Throws<CheckFailedException>(() => quiz.Answer("demo", (string?)null)).Message);
+        Assert.Contains("no answer yet", Assert.Throws<CheckFailedException>(() => quiz.Answer("demo", () => throw new NotImplementedException())).Message);
         Assert.Contains("not one of the options A, B", Assert.Throws<CheckFailedException>(() => quiz.Answer("demo", "E")).Message);
     }
 
