@@ -39,23 +39,28 @@ public static class Ablation
     /// <summary>
     /// Mean-ablates a head: z of head <paramref name="head"/> becomes its mean over the reference batch in
     /// <paramref name="reference"/> (per position; over positions too with <paramref name="overPositions"/>).
+    /// With <paramref name="referenceMask"/> ([batch, pos], 1 = real token, 0 = padding; the mask the reference batch was run
+    /// with) the mean is over real tokens only, so padding never leaks into the ablation value.
     /// </summary>
-    public static (string Name, Func<Tensor, HookPoint, Tensor?> Hook) MeanHead(int layer, int head, ActivationCache reference, bool overPositions = false) =>
-        MeanHeads(layer, [head], reference, overPositions);
+    public static (string Name, Func<Tensor, HookPoint, Tensor?> Hook) MeanHead(int layer, int head, ActivationCache reference, bool overPositions = false,
+        Tensor? referenceMask = null) =>
+        MeanHeads(layer, [head], reference, overPositions, referenceMask);
 
     /// <summary>Mean-ablates several heads of one layer with one hook (see <see cref="MeanHead"/>).</summary>
-    public static (string Name, Func<Tensor, HookPoint, Tensor?> Hook) MeanHeads(int layer, IReadOnlyList<int> heads, ActivationCache reference, bool overPositions = false)
+    public static (string Name, Func<Tensor, HookPoint, Tensor?> Hook) MeanHeads(int layer, IReadOnlyList<int> heads, ActivationCache reference, bool overPositions = false,
+        Tensor? referenceMask = null)
     {
         var name = Utils.GetActName("z", layer);
-        var mean = MeanOf(reference, name, overPositions);                       // [1, pos or 1, head, d_head]
+        var mean = MeanOf(reference, name, overPositions, referenceMask);                       // [1, pos or 1, head, d_head]
         return (name, (z, hp) => Replace(z, hp, 2, heads, (x, _) => mean.to(x.dtype).expand_as(x)));
     }
 
     /// <summary>Mean-ablates an MLP neuron: its <c>hook_post</c> becomes its mean over the reference batch (see <see cref="MeanHead"/>).</summary>
-    public static (string Name, Func<Tensor, HookPoint, Tensor?> Hook) MeanNeuron(int layer, int neuron, ActivationCache reference, bool overPositions = false)
+    public static (string Name, Func<Tensor, HookPoint, Tensor?> Hook) MeanNeuron(int layer, int neuron, ActivationCache reference, bool overPositions = false,
+        Tensor? referenceMask = null)
     {
         var name = Utils.GetActName("post", layer);
-        var mean = MeanOf(reference, name, overPositions);                       // [1, pos or 1, d_mlp]
+        var mean = MeanOf(reference, name, overPositions, referenceMask);                       // [1, pos or 1, d_mlp]
         return (name, (x, hp) => Replace(x, hp, 2, [neuron], (a, _) => mean.to(a.dtype).expand_as(a)));
     }
 
@@ -97,8 +102,9 @@ public static class Ablation
     /// <param name="keep">Heads left intact, as (layer, head).</param>
     /// <param name="reference">A cache of the reference batch holding every layer's <c>hook_z</c>.</param>
     /// <param name="overPositions">Average over positions too (needed when the reference prompts have another length).</param>
+    /// <param name="referenceMask">The reference batch's attention mask ([batch, pos], 1 = real); null: every position is real.</param>
     public static (string Name, Func<Tensor, HookPoint, Tensor?> Hook)[] MeanAblateAllHeadsExcept(HookedTransformer model,
-        IEnumerable<(int Layer, int Head)> keep, ActivationCache reference, bool overPositions = false)
+        IEnumerable<(int Layer, int Head)> keep, ActivationCache reference, bool overPositions = false, Tensor? referenceMask = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var kept = keep.ToHashSet();
@@ -109,7 +115,7 @@ public static class Ablation
         for (int l = 0; l < model.Cfg.NLayers; l++)
         {
             var ablated = Enumerable.Range(0, model.Cfg.NHeads).Where(h => !kept.Contains((l, h))).ToArray();
-            if (ablated.Length > 0) hooks.Add(MeanHeads(l, ablated, reference, overPositions));
+            if (ablated.Length > 0) hooks.Add(MeanHeads(l, ablated, reference, overPositions, referenceMask));
         }
         return hooks.ToArray();
     }
@@ -145,12 +151,25 @@ public static class Ablation
         return reference[name];
     }
 
-    static Tensor MeanOf(ActivationCache reference, string name, bool overPositions)
+    static Tensor MeanOf(ActivationCache reference, string name, bool overPositions, Tensor? mask = null)
     {
         var r = ReferenceOf(reference, name);
         using var noGrad = no_grad();
         var dims = overPositions ? new long[] { 0, 1 } : new long[] { 0 };
-        return r.mean(dims, keepdim: true).DetachFromDisposeScope();               // kept alive by the hook's closure
+        if (mask is null) return r.mean(dims, keepdim: true).DetachFromDisposeScope();   // kept alive by the hook's closure
+        if (mask.dim() != 2 || mask.shape[0] != r.shape[0] || mask.shape[1] != r.shape[1])
+            throw new ArgumentException($"The reference mask must be [batch, pos] = [{r.shape[0]}, {r.shape[1]}] like the reference batch's '{name}' " +
+                $"[{string.Join(", ", r.shape)}], but it is [{string.Join(", ", mask.shape)}]; pass the attention mask the reference prompts were run with.", nameof(mask));
+        using var scope = NewDisposeScope();
+        // Weights [batch, pos, 1, …]: 1 on real tokens, 0 on padding; the mean is Σ w·x / Σ w over the averaged dimensions.
+        var w = mask.to(r.dtype).to(r.device).reshape(new long[] { r.shape[0], r.shape[1] }.Concat(Enumerable.Repeat(1L, (int)r.dim() - 2)).ToArray());
+        var count = w.sum(dims, keepdim: true);
+        if (count.min().item<float>() <= 0)
+            throw new ArgumentException(overPositions
+                ? "The reference mask marks no real token at all; at least one reference prompt needs a real token."
+                : $"Some position holds only padding in every reference prompt (mask column sums: {string.Join(", ", mask.to_type(ScalarType.Int64).sum(new long[] { 0 }).data<long>().ToArray())}), so its " +
+                  "per-position mean is undefined; pass overPositions: true, or pad the reference prompts on the other side.", nameof(mask));
+        return ((r * w).sum(dims, keepdim: true) / count).MoveToOuterDisposeScope().DetachFromDisposeScope();
     }
 
     static Tensor Draw(Tensor source, Tensor x, int seed)

@@ -122,3 +122,55 @@ public class AblationTests
         Assert.Contains("below n_heads", e2.Message);
     }
 }
+
+/// <summary>Mean ablation over a padded reference batch: padding never enters the mean (hand-computed from the cache).</summary>
+public class MaskedMeanAblationTests
+{
+    static MaskedMeanAblationTests() => TorchRuntime.EnsureLoaded();
+
+    [Fact]
+    public void Masked_mean_ablation_averages_only_the_real_tokens_of_the_reference_batch()
+    {
+        using var model = new HookedTransformer(PatchingTests.Tiny());
+        using var scope = NewDisposeScope();
+        var (tokens, reference) = PatchingTests.Prompts();                    // reference: 2 prompts × 6 positions
+        // Prompt 1 is left-padded by 2: its positions 0 and 1 are padding.
+        var mask = tensor(new long[] { 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1 }, new long[] { 2, 6 });
+        using var refCache = model.RunWithCache(reference, attentionMask: mask).Cache;
+        var refZ = refCache["z", 0].select(2, 0);                              // [2, pos, d_head]
+        var hook = Ablation.MeanHead(0, 0, refCache, referenceMask: mask);
+        using (model.Hooks([hook]))
+        using (var ablated = model.RunWithCache(tokens).Cache)
+        {
+            var z = ablated["z", 0].select(2, 0);
+            // Positions 0-1: only prompt 0 is real there, so the mean is prompt 0's value; positions 2-5: the average of both.
+            Assert.True((z[0, 0] - refZ[0, 0]).abs().max().item<float>() < 1e-6);
+            Assert.True((z[1, 1] - refZ[0, 1]).abs().max().item<float>() < 1e-6);
+            Assert.True((z[0, 4] - (refZ[0, 4] + refZ[1, 4]) / 2).abs().max().item<float>() < 1e-6);
+        }
+        var overPositions = Ablation.MeanHead(0, 0, refCache, overPositions: true, referenceMask: mask);
+        using (model.Hooks([overPositions]))
+        using (var ablated = model.RunWithCache(tokens).Cache)
+        {
+            // sum(new long[] { 0 }), not sum(0): a literal 0 converts to ScalarType.Byte and would pick sum(dtype).
+            var byHand = (refZ.select(0, 0).sum(new long[] { 0 }) + refZ.select(0, 1).narrow(0, 2, 4).sum(new long[] { 0 })) / 10;   // 6 + 4 real tokens
+            Assert.True((ablated["z", 0][1, 3, 0] - byHand).abs().max().item<float>() < 1e-6);
+        }
+    }
+
+    [Fact]
+    public void A_mask_of_the_wrong_shape_or_an_all_padding_position_is_refused_with_the_fix()
+    {
+        using var model = new HookedTransformer(PatchingTests.Tiny());
+        using var scope = NewDisposeScope();
+        var (_, reference) = PatchingTests.Prompts();
+        using var refCache = model.RunWithCache(reference).Cache;
+        var wrong = Assert.Throws<ArgumentException>(() => Ablation.MeanHead(0, 0, refCache, referenceMask: ones(2, 5, dtype: ScalarType.Int64)));
+        Assert.Contains("[batch, pos] = [2, 6]", wrong.Message);
+        var allPad = tensor(new long[] { 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1 }, new long[] { 2, 6 });
+        var e = Assert.Throws<ArgumentException>(() => Ablation.MeanHeads(0, [0, 1], refCache, referenceMask: allPad));
+        Assert.Contains("overPositions: true", e.Message);
+        Assert.Contains("mask column sums: 0, 2", e.Message);
+        Ablation.MeanHead(0, 0, refCache, overPositions: true, referenceMask: allPad);   // over positions it is defined
+    }
+}
