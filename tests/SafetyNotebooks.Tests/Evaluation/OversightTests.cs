@@ -24,7 +24,24 @@ public class AccuracyComparisonTests
         Assert.Equal(-0.0824, c.Difference.Lower, 5e-4);
         Assert.Equal(0.5988, c.Difference.Upper, 5e-4);
         Assert.False(c.TreatmentHelps);
-        Assert.Equal(3, c.ToDataFrame().Rows.Count);
+        Assert.Equal(4, c.ToDataFrame().Rows.Count);
+        Assert.Equal(0.3, c.PairedDifference.Estimate, 12);
+        Assert.True(c.PairedDifference.Lower >= 0);                                       // no item got worse: no resample can go below 0
+    }
+
+    [Fact]
+    public void The_paired_interval_is_narrower_than_newcombe_when_outcomes_agree_and_wider_when_they_disagree()
+    {
+        // Agreeing: the treatment fixes 20 of 200 items and keeps the rest. Disagreeing: the two conditions are right on disjoint items.
+        var baseA = Enumerable.Range(0, 200).Select(i => i < 100).ToArray();
+        var treatA = Enumerable.Range(0, 200).Select(i => i < 120).ToArray();
+        var agree = AccuracyComparison.Of("b", baseA, "t", treatA);
+        Assert.True(agree.PairedDifference.Width < agree.Difference.Width, agree.ToString());
+        Assert.Equal(0.1, agree.PairedDifference.Estimate, 12);
+        var baseD = Enumerable.Range(0, 200).Select(i => i < 80).ToArray();
+        var treatD = Enumerable.Range(0, 200).Select(i => i >= 100).ToArray();
+        var disagree = AccuracyComparison.Of("b", baseD, "t", treatD);
+        Assert.True(disagree.PairedDifference.Width > disagree.Difference.Width, disagree.ToString());
     }
 
     [Fact]
