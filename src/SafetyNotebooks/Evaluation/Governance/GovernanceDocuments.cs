@@ -98,8 +98,8 @@ public static class GovernanceDocuments
         if (wide.Count > 0)
         {
             var widest = wide.OrderByDescending(m => m.Value.Width).ThenBy(m => m.Group, StringComparer.Ordinal).First();
-            caveats.Add(string.Create(Ci, $"{wide.Count} of {ev.Measurements.Count} rates have 95% intervals wider than 30 points (the widest: `{widest.Group}`, {widest.Text}); " +
-                "do not read small differences between such groups as real."));
+            caveats.Add($"{wide.Count} of {ev.Measurements.Count} rates have 95% intervals wider than 30 points (the widest: `{widest.Group}`, {widest.Text}); " +
+                "do not read small differences between such groups as real.");
         }
         if (caveats.Count == 0) caveats.Add("None stated.");
         b.Add(new Bullets(caveats));
