@@ -48,15 +48,22 @@ public sealed record GovernanceDocument(string Slug, string Title, IReadOnlyList
         static string Cell(string s) => s.Replace("|", "\\|").Replace("\n", "<br>");
     }
 
-    /// <summary>The document as one offline HTML page.</summary>
-    public string ToHtml()
+    const string Style = "{0}{{font-family:system-ui,sans-serif;max-width:1100px;line-height:1.45;color:#222}}" +
+        "{0} table{{border-collapse:collapse;margin:0.5em 0}}{0} td,{0} th{{border:1px solid #bbb;padding:4px 8px;vertical-align:top;text-align:left}}" +
+        "{0} th{{background:#f0f0f0}}{0} code{{background:#f4f4f4;padding:0 3px}}{0} .note{{border-left:4px solid #c90;background:#fff8e6;padding:0.5em 1em}}";
+
+    /// <summary>The document as one offline HTML page (inline CSS, no scripts, nothing fetched).</summary>
+    public string ToHtml() => new StringBuilder("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>")
+        .Append(WebUtility.HtmlEncode(Title)).Append("</title>\n<style>").Append(string.Format(CultureInfo.InvariantCulture, Style, "body"))
+        .Append("body{margin:2em auto;padding:0 1em}</style></head><body>\n").Append(Body()).Append("</body></html>\n").ToString();
+
+    /// <summary>The document as an HTML fragment with its style scoped to a wrapper (for notebook output).</summary>
+    public string ToHtmlFragment() => new StringBuilder("<div class=\"governance-doc\"><style>").Append(string.Format(CultureInfo.InvariantCulture, Style, ".governance-doc"))
+        .Append("</style>\n").Append(Body()).Append("</div>\n").ToString();
+
+    string Body()
     {
-        var sb = new StringBuilder("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>")
-            .Append(WebUtility.HtmlEncode(Title)).Append("</title>\n<style>")
-            .Append("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}")
-            .Append("table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:4px 8px;vertical-align:top;text-align:left}")
-            .Append("th{background:#f0f0f0}code{background:#f4f4f4;padding:0 3px}.note{border-left:4px solid #c90;background:#fff8e6;padding:0.5em 1em}")
-            .Append("</style></head><body>\n");
+        var sb = new StringBuilder();
         foreach (var b in Blocks)
         {
             switch (b)
@@ -79,8 +86,11 @@ public sealed record GovernanceDocument(string Slug, string Title, IReadOnlyList
                     break;
             }
         }
-        return sb.Append("</body></html>\n").ToString();
+        return sb.ToString();
     }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Title} ({Blocks.Count} blocks; .ToMarkdown(), .ToHtml())";
 
     /// <summary>All the text of the document (for searching it in tests and checks).</summary>
     public string PlainText => ToMarkdown();

@@ -146,7 +146,7 @@ public static class GovernanceDocuments
         {
             b.Add(new Heading(2, $"{area.Id} {area.Title}"));
             b.Add(new Table(["item", "status", "evidence"], items.Where(i => i.Area == area.Id).Select(i =>
-                (IReadOnlyList<string>)[i.Item, i.Met ? "evidence linked" : "**gap**", i.Evidence.Count == 0 ? "—" : string.Join("<br>", i.Evidence)]).ToList()));
+                (IReadOnlyList<string>)[i.Item, i.Met ? "evidence linked" : "**gap**", i.Evidence.Count == 0 ? "—" : string.Join("\n", i.Evidence)]).ToList()));
             if (area.Id == "A.6")
             {
                 var key = ev.Measurements.Where(m => m.Kind != ResultKind.Scan || !m.Group.Contains(" | ", StringComparison.Ordinal)).ToList();
