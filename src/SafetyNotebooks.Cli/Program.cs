@@ -64,6 +64,7 @@ public static class Program
         root.Subcommands.Add(GuardCommandLine());
         root.Subcommands.Add(ServeCommandLine());
         root.Subcommands.Add(EvalCommandLine());
+        root.Subcommands.Add(GovernCommandLine());
         root.Subcommands.Add(ExecCommand());
         var verify = new Command("__verify-torch", "Build-time check that TorchSharp's native backend loads (see the .csproj).") { Hidden = true };
         verify.SetAction(_ => VerifyTorch());
@@ -240,6 +241,16 @@ public static class Program
         var guard = new Command("guard", "Screen a JSONL file of texts with guardrails; write one decision per line.") { config, input, outFile, output };
         guard.SetAction(p => GuardCommand.Run(p.GetValue(config)!, p.GetValue(input)!, p.GetValue(outFile)!, p.GetValue(output), Console.Out));
         return guard;
+    }
+
+    static Command GovernCommandLine()
+    {
+        var system = new Option<string>("--system") { Description = "System description (YAML or JSON: name, owner, intended use, users, data, questionnaire answers; see docs/governance.md).", HelpName = "FILE", Required = true };
+        var results = new Option<string[]>("--results") { Description = "Result files or folders (JSONL of eval, scan, guard or metrics; folders searched recursively).", HelpName = "PATH", Required = true, AllowMultipleArgumentsPerToken = true };
+        var outDir = new Option<string>("--out") { Description = "Folder for the documents (.md and offline .html).", HelpName = "DIR", DefaultValueFactory = _ => Path.Combine("artifacts", "governance") };
+        var govern = new Command("govern", "Governance documents from evaluation results: model card, EU AI Act questionnaire, ISO/IEC 42001 checklist, risk register, impact assessment.") { system, results, outDir };
+        govern.SetAction(p => GovernCommand.Run(p.GetValue(system)!, p.GetValue(results)!, p.GetValue(outDir)!, Console.Out));
+        return govern;
     }
 
     static Command ScanCommandLine()

@@ -40,6 +40,10 @@ public static class Formatters
         Formatter.Register<FeatureDashboard>((v, w) => w.Write(v.ToString()), "text/plain");
         Formatter.SetPreferredMimeTypesFor(typeof(FeatureDashboard), "text/html", "text/plain");
         Formatter.SetPreferredMimeTypesFor(typeof(DataFrame), "text/html", "text/plain");
+        // Governance documents: the offline HTML body inline (scoped style), the Markdown as plain text.
+        Formatter.Register<SafetyNotebooks.Evaluation.Governance.GovernanceDocument>((d, w) => w.Write(d.ToHtmlFragment()), "text/html");
+        Formatter.Register<SafetyNotebooks.Evaluation.Governance.GovernanceDocument>((d, w) => w.Write(d.ToMarkdown()), "text/plain");
+        Formatter.SetPreferredMimeTypesFor(typeof(SafetyNotebooks.Evaluation.Governance.GovernanceDocument), "text/html", "text/plain");
     }
 
     static string F(double v) => double.IsNaN(v) ? "nan" : v.ToString(Math.Abs(v) >= 1e5 || (Math.Abs(v) < 1e-4 && v != 0) ? "0.###e0" : "0.####", CultureInfo.InvariantCulture);
