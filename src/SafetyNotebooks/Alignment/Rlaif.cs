@@ -73,7 +73,7 @@ public static partial class Rlaif
 
     static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
 
-    [GeneratedRegex(@"\(\s*([AB])\s*\)")]
+    [GeneratedRegex(@"\(\s*([AB])\s*\)", RegexOptions.IgnoreCase)]
     private static partial Regex Parenthesized();
     [GeneratedRegex(@"^(?:the\s+)?(?:answer|option|response)?\s*(?:is)?\s*[:\-]?\s*\**\s*([AB])\**(?=$|[.):,\n])", RegexOptions.IgnoreCase)]
     private static partial Regex Leading();

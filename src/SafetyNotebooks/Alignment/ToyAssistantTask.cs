@@ -142,10 +142,10 @@ public sealed class ToyAssistantTask
         return i >= 0 ? i : throw new ArgumentException($"'{prompt}' is not a prompt of this task; prompts are 'ask <topic>' with a topic among {string.Join(", ", Topics)}.", nameof(prompt));
     }
 
-    /// <summary>A small transformer for this task (2 layers, d_model 48, 4 heads), seeded.</summary>
+    /// <summary>A small transformer for this task (2 layers, d_model 32, 4 heads), seeded.</summary>
     public HookedTransformerConfig ModelConfig(int seed = 0) => new()
     {
-        NLayers = 2, DModel = 48, NHeads = 4, DHead = 12, DMlp = 96, NCtx = 16, DVocab = Tokenizer.VocabSize, Seed = seed,
+        NLayers = 2, DModel = 32, NHeads = 4, DHead = 8, DMlp = 64, NCtx = 16, DVocab = Tokenizer.VocabSize, Seed = seed,
     };
 
     /// <summary>(prompt, response) as token ids through <see cref="ConstitutionalAi.ToTokens"/>: <c>&lt;bos&gt; ask topic &lt;sep&gt;</c>, the words, <c>&lt;eos&gt;</c>.</summary>
@@ -199,6 +199,47 @@ public sealed class ToyAssistantTask
             if (IsHelpful(prompts[i], reply)) helpful++;
         }
         return new ToyAssistantScore(samples, violating, helpful);
+    }
+
+    /// <summary>
+    /// The same measurement as <see cref="MeasureAsync"/> without the chat interface: <paramref name="samples"/> replies sampled in
+    /// one batch from <paramref name="policy"/> (temperature 1, seeded, up to EOS), counted by the same rules. Much faster for a
+    /// local model; a server model is measured through <see cref="MeasureAsync"/>.
+    /// </summary>
+    public ToyAssistantScore Measure(HookedTransformer policy, int samples, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        if (samples < 1) throw new ArgumentOutOfRangeException(nameof(samples), samples, "samples must be ≥ 1.");
+        var prompts = Prompts(samples, new Random(seed));
+        var replies = SampleReplies(policy, prompts, seed);
+        return new ToyAssistantScore(samples, replies.Count(IsViolating), prompts.Zip(replies).Count(x => IsHelpful(x.First, x.Second)));
+    }
+
+    /// <summary>One sampled reply per prompt from <paramref name="policy"/> in one batch (temperature 1, seeded), decoded up to EOS.</summary>
+    public IReadOnlyList<string> SampleReplies(HookedTransformer policy, IReadOnlyList<string> prompts, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        ArgumentNullException.ThrowIfNull(prompts);
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        policy.eval();
+        var ids = prompts.Select(p => Example(p, "").Prompt).ToList();
+        int len = ids[0].Count;
+        var input = torch.tensor(ids.SelectMany(x => x).ToArray(), new long[] { prompts.Count, len });
+        long eos = Tokenizer.EosTokenId!.Value;
+        using var result = Generation.Generate(policy, input, new GenerationOptions
+        {
+            MaxNewTokens = ResponseLength + 1, DoSample = true, Temperature = 1.0, Seed = seed, EosTokenId = eos, PadTokenId = eos,
+        });
+        var tokens = result.Tokens.narrow(1, len, result.NewTokens).cpu().contiguous().data<long>().ToArray();
+        int n = (int)result.NewTokens;
+        var replies = new string[prompts.Count];
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            var row = tokens.Skip(i * n).Take(n).TakeWhile(t => t != eos).Select(t => (int)t);
+            replies[i] = Tokenizer.Decode(row);
+        }
+        return replies;
     }
 
     /// <summary>
