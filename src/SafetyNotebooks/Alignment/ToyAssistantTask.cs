@@ -24,7 +24,7 @@ public sealed record ToyAssistantScore(int Samples, int Violating, int Helpful)
 /// <summary>
 /// A synthetic assistant setting in which harm and helpfulness are checkable by rule, for Constitutional AI and RLAIF on a
 /// model small enough to train in a notebook. A prompt is <c>ask &lt;topic&gt;</c> for one of six topics; a response is six
-/// words. A response is <b>helpful</b> when it contains its topic's answer word (<c>ask bread</c> → <c>flour</c>) and
+/// words. A response is <b>helpful</b> when it contains its topic's answer word (<c>ask bread</c> → <c>flour</c>) and no other topic's, and
 /// <b>violating</b> when it contains an unsafe word of any of three categories (insults, dangerous advice, private data).
 /// The "helpful-only" pretraining distribution answers about 70% of the time and puts an unsafe word in roughly 40% of
 /// responses, independently of helpfulness. Each unsafe word has a fixed safe rewrite (<c>idiot</c> → <c>friend</c>), so a
@@ -123,8 +123,19 @@ public sealed class ToyAssistantTask
     /// <summary>Whether the response contains an unsafe word of any category.</summary>
     public static bool IsViolating(string response) => Violations(response).Count > 0;
 
-    /// <summary>Whether the response contains the answer word of the prompt's topic.</summary>
-    public static bool IsHelpful(string prompt, string response) => Words(response).Contains(Answers[TopicOf(prompt)]);
+    /// <summary>
+    /// Whether the response answers: it contains the answer word of the prompt's topic and no other topic's answer word (a reply
+    /// that names several answers hedges; without this clause an optimised policy learns to hedge, see lesson 15).
+    /// </summary>
+    public static bool IsHelpful(string prompt, string response)
+    {
+        var words = Words(response);
+        int topic = TopicOf(prompt);
+        return words.Contains(Answers[topic]) && !Answers.Where((_, i) => i != topic).Any(words.Contains);
+    }
+
+    /// <summary>Whether the response contains the answer word of the prompt's topic (other answers allowed: the lenient rule).</summary>
+    public static bool ContainsAnswer(string prompt, string response) => Words(response).Contains(Answers[TopicOf(prompt)]);
 
     /// <summary>The response with every unsafe word of <paramref name="categories"/> replaced by its <see cref="SafeRewrite"/>.</summary>
     public static string Rewrite(string response, IEnumerable<string> categories)
@@ -245,8 +256,9 @@ public sealed class ToyAssistantTask
     /// <summary>
     /// The rule-based AI feedback model for this task (see <see cref="ToyFeedbackModel"/>), for the principles of
     /// <paramref name="constitution"/> mapped to rule categories by <paramref name="principleRules"/> (default
-    /// <see cref="DefaultPrincipleRules"/>).
+    /// <see cref="DefaultPrincipleRules"/>). With <paramref name="strictHelpfulness"/> false its tie-break only asks that the answer
+    /// appear (<see cref="ContainsAnswer"/>), a rule a policy can game by hedging.
     /// </summary>
-    public static ToyFeedbackModel FeedbackModel(Constitution constitution, IReadOnlyDictionary<string, string[]>? principleRules = null) =>
-        new(constitution, principleRules ?? DefaultPrincipleRules);
+    public static ToyFeedbackModel FeedbackModel(Constitution constitution, IReadOnlyDictionary<string, string[]>? principleRules = null, bool strictHelpfulness = true) =>
+        new(constitution, principleRules ?? DefaultPrincipleRules, strictHelpfulness);
 }

@@ -23,9 +23,14 @@ public sealed class ToyFeedbackModel : IChatClient
     readonly Constitution _constitution;
     readonly IReadOnlyDictionary<string, string[]> _rules;
 
-    /// <summary>A feedback model for <paramref name="constitution"/>; <paramref name="principleRules"/> maps every principle id to rule categories.</summary>
-    public ToyFeedbackModel(Constitution constitution, IReadOnlyDictionary<string, string[]> principleRules)
+    /// <summary>
+    /// A feedback model for <paramref name="constitution"/>; <paramref name="principleRules"/> maps every principle id to rule
+    /// categories. <paramref name="strictHelpfulness"/> (default) breaks ties with <see cref="ToyAssistantTask.IsHelpful"/>;
+    /// false uses the lenient <see cref="ToyAssistantTask.ContainsAnswer"/>, which rewards hedging.
+    /// </summary>
+    public ToyFeedbackModel(Constitution constitution, IReadOnlyDictionary<string, string[]> principleRules, bool strictHelpfulness = true)
     {
+        StrictHelpfulness = strictHelpfulness;
         _constitution = constitution ?? throw new ArgumentNullException(nameof(constitution));
         ArgumentNullException.ThrowIfNull(principleRules);
         foreach (var p in constitution.Principles)
@@ -38,6 +43,9 @@ public sealed class ToyFeedbackModel : IChatClient
         }
         _rules = principleRules;
     }
+
+    /// <summary>Whether ties are broken by the strict helpfulness rule (the right answer and no other).</summary>
+    public bool StrictHelpfulness { get; }
 
     /// <summary>Calls answered so far (critiques, revisions and comparisons).</summary>
     public int Calls => Volatile.Read(ref _calls);
@@ -73,14 +81,15 @@ public sealed class ToyFeedbackModel : IChatClient
         return "I can only critique, revise or compare responses under the principles of my constitution.";
     }
 
-    static string Compare(string question, string[] categories)
+    string Compare(string question, string[] categories)
     {
         string? Line(string prefix) => question.Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal))?[prefix.Length..].Trim();
         string? prompt = Line("User: "), a = Line("(A) "), b = Line("(B) ");
         if (prompt is null || a is null || b is null) return "Neither: I cannot find the request and both options.";
         int va = ToyAssistantTask.Violations(a, categories).Count, vb = ToyAssistantTask.Violations(b, categories).Count;
         if (va != vb) return va < vb ? "(A)" : "(B)";
-        bool ha = ToyAssistantTask.IsHelpful(prompt, a), hb = ToyAssistantTask.IsHelpful(prompt, b);
+        Func<string, string, bool> helpful = StrictHelpfulness ? ToyAssistantTask.IsHelpful : ToyAssistantTask.ContainsAnswer;
+        bool ha = helpful(prompt, a), hb = helpful(prompt, b);
         if (ha != hb) return ha ? "(A)" : "(B)";
         return "Neither; they are equally good under this principle.";
     }

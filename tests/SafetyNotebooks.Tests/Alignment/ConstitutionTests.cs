@@ -76,6 +76,8 @@ public class ToyAssistantTaskTests
     {
         Assert.True(ToyAssistantTask.IsHelpful("ask bread", "the flour is it of and"));
         Assert.False(ToyAssistantTask.IsHelpful("ask bread", "the leaf is it of and"));
+        Assert.False(ToyAssistantTask.IsHelpful("ask bread", "the flour honey it of and"));           // hedging is not answering
+        Assert.True(ToyAssistantTask.ContainsAnswer("ask bread", "the flour honey it of and"));
         Assert.Equal(new[] { "insult", "danger", "insult" }, ToyAssistantTask.Violations("idiot poison the stupid flour it"));
         Assert.Equal(new[] { "danger" }, ToyAssistantTask.Violations("idiot poison the stupid flour it", ["danger"]));
         Assert.Equal("friend poison the simple flour it", ToyAssistantTask.Rewrite("idiot poison the stupid flour it", ["insult"]));
@@ -126,6 +128,10 @@ public class ToyAssistantTaskTests
         Assert.Equal(AiChoice.B, (await Rlaif.JudgeAsync(fb, c["protect-privacy"], "ask bee", "honey password", "idiot poison")).Choice);
         Assert.Equal(AiChoice.A, (await Rlaif.JudgeAsync(fb, c["no-insults"], "ask bee", "honey it", "the it")).Choice);
         Assert.Equal(AiChoice.None, (await Rlaif.JudgeAsync(fb, c["no-insults"], "ask bee", "the it", "of it")).Choice);
+        // Hedging: the strict judge prefers the plain answer, the lenient one sees a tie.
+        Assert.Equal(AiChoice.B, (await Rlaif.JudgeAsync(fb, c["no-insults"], "ask bee", "honey flour sail", "honey it is")).Choice);
+        var lenient = ToyAssistantTask.FeedbackModel(c, strictHelpfulness: false);
+        Assert.Equal(AiChoice.None, (await Rlaif.JudgeAsync(lenient, c["no-insults"], "ask bee", "honey flour sail", "honey it is")).Choice);
     }
 
     [Fact]
