@@ -90,13 +90,7 @@ public static class Program
         var path = new Argument<string>("notebook-or-folder") { Description = "A .ipynb notebook, or a folder: every notebook in it, in name order." };
         var quick = new Option<bool>("--quick") { Description = "Shrink training (sets SAFETY_NOTEBOOKS_QUICK=1 for the kernel)." };
         var outDir = OutOption(Path.Combine("artifacts", "run"), "executed notebooks and HTML reports");
-        var timeout = new Option<double>("--timeout")
-        {
-            Description = $"Time limit per notebook in minutes, more than 0 and at most {NotebookRunner.MaxTimeout.TotalMinutes:0} (one week).",
-            HelpName = "MINUTES",
-            DefaultValueFactory = _ => 20,
-            CustomParser = ParseMinutes,
-        };
+        var timeout = TimeoutOption();
         var noReport = new Option<bool>("--no-report") { Description = "Do not write HTML reports." };
         var run = new Command("run", "Execute notebooks headless in a .NET Interactive C# kernel; write executed notebooks and HTML reports; exit 1 if any cell errored.")
             { path, quick, outDir, timeout, noReport };
