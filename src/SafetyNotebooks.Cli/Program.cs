@@ -56,6 +56,8 @@ public static class Program
         var root = new RootCommand("safety-notebooks: run, export and check the SafetyNotebooks curriculum");
         root.Subcommands.Add(RunCommand());
         root.Subcommands.Add(ExportCommand());
+        root.Subcommands.Add(GradeCommand());
+        root.Subcommands.Add(RenderCommand());
         var doctor = new Command("doctor", "Report what this machine has and lacks (dotnet, tools, TorchSharp native load, Jupyter kernel), each with its fix.");
         doctor.SetAction(_ => Doctor.Run(Console.Out));
         root.Subcommands.Add(doctor);
@@ -89,13 +91,7 @@ public static class Program
         var path = new Argument<string>("notebook-or-folder") { Description = "A .ipynb notebook, or a folder: every notebook in it, in name order." };
         var quick = new Option<bool>("--quick") { Description = "Shrink training (sets SAFETY_NOTEBOOKS_QUICK=1 for the kernel)." };
         var outDir = OutOption(Path.Combine("artifacts", "run"), "executed notebooks and HTML reports");
-        var timeout = new Option<double>("--timeout")
-        {
-            Description = $"Time limit per notebook in minutes, more than 0 and at most {NotebookRunner.MaxTimeout.TotalMinutes:0} (one week).",
-            HelpName = "MINUTES",
-            DefaultValueFactory = _ => 20,
-            CustomParser = ParseMinutes,
-        };
+        var timeout = TimeoutOption();
         var noReport = new Option<bool>("--no-report") { Description = "Do not write HTML reports." };
         var run = new Command("run", "Execute notebooks headless in a .NET Interactive C# kernel; write executed notebooks and HTML reports; exit 1 if any cell errored.")
             { path, quick, outDir, timeout, noReport };
@@ -114,6 +110,49 @@ public static class Program
             return results.All(r => r.Ok) ? 0 : 1;
         });
         return run;
+    }
+
+    static Option<double> TimeoutOption() => new("--timeout")
+    {
+        Description = $"Time limit per notebook in minutes, more than 0 and at most {NotebookRunner.MaxTimeout.TotalMinutes:0} (one week).",
+        HelpName = "MINUTES",
+        DefaultValueFactory = _ => 20,
+        CustomParser = ParseMinutes,
+    };
+
+    static Command GradeCommand()
+    {
+        var folder = new Argument<string>("folder") { Description = "The learners' notebooks: folder/<learner>.ipynb (one assignment) or folder/<learner>/<lesson>.ipynb." };
+        var quick = new Option<bool>("--quick") { Description = "Shrink training (sets SAFETY_NOTEBOOKS_QUICK=1 for the kernel)." };
+        var timeout = TimeoutOption();
+        var outDir = OutOption(Path.Combine("artifacts", "grade"), "grades.csv, results.csv, grades.html and each learner's executed notebooks");
+        var grade = new Command("grade", "Run every learner's notebook headless (own process, time limit, all cells even after errors) and write a learner × exercise table (CSV and HTML).")
+            { folder, quick, timeout, outDir };
+        grade.SetAction(async (p, _) =>
+        {
+            await Grader.GradeAsync(p.GetValue(folder)!, new GradeOptions
+            {
+                Quick = p.GetValue(quick) || SafetyNotebooks.Runtime.QuickMode.IsOn,
+                Timeout = TimeSpan.FromMinutes(p.GetValue(timeout)),
+                OutputDirectory = p.GetValue(outDir)!,
+            }, Console.Out);
+            return 0;
+        });
+        return grade;
+    }
+
+    static Command RenderCommand()
+    {
+        var from = new Option<string>("--from") { Description = "Executed notebooks: a folder (default artifacts/run, what 'run' writes) or one .ipynb.", HelpName = "DIR", DefaultValueFactory = _ => Path.Combine("artifacts", "run") };
+        var outDir = OutOption(Path.Combine("artifacts", "site"), "the rendered pages, index.html and the one shared plotly.min.js");
+        var render = new Command("render", "Turn executed notebooks into browsable offline HTML pages with an index; plotly.js is shared once per folder.") { from, outDir };
+        render.SetAction(p =>
+        {
+            var written = SiteRenderer.Render(p.GetValue(from)!, p.GetValue(outDir)!);
+            Console.WriteLine($"{written.Count - 1} lesson page(s), index and {SiteRenderer.PlotlyFile} in {Path.GetFullPath(p.GetValue(outDir)!)} (open index.html)");
+            return 0;
+        });
+        return render;
     }
 
     static double ParseMinutes(ArgumentResult r)
@@ -269,14 +308,15 @@ public static class Program
         var executed = new Argument<string>("executed");
         var result = new Argument<string>("result");
         var parentPipe = new Option<bool>(HostProtocol.ParentPipeOption) { Description = "Exit when stdin (a pipe from the runner) closes." };
-        var exec = new Command(HostProtocol.ExecCommand, "Internal: execute one notebook in this process (the runner starts it).") { notebook, executed, result, parentPipe };
+        var keepGoing = new Option<bool>(HostProtocol.KeepGoingOption) { Description = "Run every cell even after one fails." };
+        var exec = new Command(HostProtocol.ExecCommand, "Internal: execute one notebook in this process (the runner starts it).") { notebook, executed, result, parentPipe, keepGoing };
         exec.Hidden = true;
         exec.SetAction(async (p, _) =>
         {
             if (p.GetValue(parentPipe)) HostProtocol.ExitWhenParentPipeCloses();
             var doc = NotebookDocument.Load(p.GetValue(notebook)!);
             var progress = new StreamWriter(Console.OpenStandardError()) { AutoFlush = true };
-            var executor = new NotebookExecutor { OnProgress = line => progress.WriteLine(HostProtocol.ProgressPrefix + line) };
+            var executor = new NotebookExecutor { OnProgress = line => progress.WriteLine(HostProtocol.ProgressPrefix + line), KeepGoing = p.GetValue(keepGoing) };
             var r = await executor.ExecuteAsync(doc);
             SafeFiles.WriteAllTextAtomic(p.GetValue(executed)!, doc.ToJson());
             SafeFiles.WriteAllTextAtomic(p.GetValue(result)!, NotebookExecutor.ToJson(r));

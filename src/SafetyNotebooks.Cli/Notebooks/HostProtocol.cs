@@ -12,6 +12,9 @@ public static class HostProtocol
     /// <summary>Tells the host that its stdin is a pipe from the runner: when it closes (the runner exited or was killed), the host kills itself.</summary>
     public const string ParentPipeOption = "--parent-pipe";
 
+    /// <summary>Tells the host to run every cell even after one fails (grading).</summary>
+    public const string KeepGoingOption = "--keep-going";
+
     /// <summary>Prefix of the host's stderr lines that the runner echoes as live progress.</summary>
     public const string ProgressPrefix = "progress: ";
 

@@ -45,6 +45,8 @@ public sealed record NotebookResult
     /// <summary>1-based index among all cells of the cell that failed, if any.</summary>
     public int? ErrorCell { get; set; }
     public string? ErrorMessage { get; set; }
+    /// <summary>1-based indexes of every cell that failed (more than one only when cells run on after an error).</summary>
+    public List<int> ErrorCells { get; init; } = new();
     public string? ExecutedPath { get; set; }
     public string? ReportPath { get; set; }
     public List<double> CellSeconds { get; init; } = new();
@@ -62,6 +64,9 @@ public sealed class NotebookExecutor
 {
     /// <summary>Receives progress lines (live progress outputs and per-cell status) while running.</summary>
     public Action<string>? OnProgress { get; init; }
+
+    /// <summary>Run every cell even after one fails (as nbgrader and otter-grader do when grading); the status is still Error.</summary>
+    public bool KeepGoing { get; init; }
 
     public async Task<NotebookResult> ExecuteAsync(NotebookDocument doc)
     {
@@ -161,10 +166,14 @@ public sealed class NotebookExecutor
             }
             if (failure != null)
             {
-                result.Status = RunStatus.Error;
-                result.ErrorCell = i + 1;
-                result.ErrorMessage = failure;
-                break;
+                result.ErrorCells.Add(i + 1);
+                if (result.Status != RunStatus.Error)
+                {
+                    result.Status = RunStatus.Error;
+                    result.ErrorCell = i + 1;
+                    result.ErrorMessage = failure;
+                }
+                if (!KeepGoing) break;
             }
         }
         result.Seconds = total.Elapsed.TotalSeconds;

@@ -14,6 +14,10 @@ public sealed record RunOptions
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(20);
     /// <summary>Write HTML reports.</summary>
     public bool Reports { get; init; } = true;
+    /// <summary>Run every cell even after one fails (grading); the notebook's status is still <see cref="RunStatus.Error"/>.</summary>
+    public bool KeepGoing { get; init; }
+    /// <summary>Have the checks append machine-readable results to <c>&lt;name&gt;.grade.jsonl</c> in the output folder (see <see cref="SafetyNotebooks.Teaching.GradeLog"/>).</summary>
+    public bool GradeLogs { get; init; }
 }
 
 /// <summary>
@@ -38,6 +42,10 @@ public sealed class NotebookRunner
         return (Path.Combine(outDir, Path.GetFileName(notebook)), Path.Combine(outDir, stem + ".result.json"), Path.Combine(outDir, stem + ".html"));
     }
 
+    /// <summary>The grade log a run with <see cref="RunOptions.GradeLogs"/> writes for <paramref name="notebook"/>.</summary>
+    public static string GradeLogFor(string notebook, string outputDirectory) =>
+        Path.Combine(Path.GetFullPath(outputDirectory), Path.GetFileNameWithoutExtension(notebook) + ".grade.jsonl");
+
     public async Task<List<NotebookResult>> RunAsync(IReadOnlyList<string> notebooks, RunOptions options)
     {
         if (!(options.Timeout > TimeSpan.Zero && options.Timeout <= MaxTimeout))
@@ -52,7 +60,7 @@ public sealed class NotebookRunner
         {
             var (executed, resultFile, report) = OutputsFor(nb, options.OutputDirectory);
             // This run's outputs only: what an earlier run left here must never be shown as this run's.
-            foreach (var stale in new[] { executed, resultFile, report }) File.Delete(stale);
+            foreach (var stale in new[] { executed, resultFile, report, GradeLogFor(nb, options.OutputDirectory) }) File.Delete(stale);
             _out.WriteLine($"▶ {Path.GetFileName(nb)}{(options.Quick ? " (quick)" : "")}");
             NotebookResult r;
             try
@@ -86,7 +94,11 @@ public sealed class NotebookRunner
         var full = Path.GetFullPath(notebook);
         var (executed, resultFile, _) = OutputsFor(notebook, options.OutputDirectory);
         var psi = SelfInvocation(HostProtocol.ExecCommand, full, executed, resultFile, HostProtocol.ParentPipeOption);
+        if (options.KeepGoing) psi.ArgumentList.Add(HostProtocol.KeepGoingOption);
         psi.WorkingDirectory = Path.GetDirectoryName(full)!;
+        // Only a grading run writes a grade log; one set in the caller's environment must not leak into a plain run.
+        if (options.GradeLogs) psi.Environment[SafetyNotebooks.Teaching.GradeLog.EnvironmentVariable] = GradeLogFor(notebook, options.OutputDirectory);
+        else psi.Environment.Remove(SafetyNotebooks.Teaching.GradeLog.EnvironmentVariable);
         psi.Environment[SafetyNotebooks.Runtime.QuickMode.EnvironmentVariable] = options.Quick ? "1" : "0";
         psi.RedirectStandardError = true;
         psi.RedirectStandardOutput = true;

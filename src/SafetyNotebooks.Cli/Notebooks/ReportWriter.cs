@@ -44,6 +44,17 @@ table.summary td,table.summary th{padding:.2em .8em;border-bottom:1px solid #ddd
             SafeFiles.WriteAllTextAtomic(path, sb.ToString());
             return;
         }
+        AppendCells(sb, doc);
+        sb.Append("</body></html>\n");
+        SafeFiles.WriteAllTextAtomic(path, sb.ToString());
+    }
+
+    /// <summary>The page style shared by reports and the rendered edition.</summary>
+    public static string Style => Css;
+
+    /// <summary>Appends every cell of <paramref name="doc"/>: markdown rendered, code with an anchor <c>cell-N</c>, outputs (the setup cell's plotly.js copy left out).</summary>
+    public static void AppendCells(StringBuilder sb, NotebookDocument doc)
+    {
         int index = 0;
         foreach (var node in doc.Cells)
         {
@@ -58,8 +69,6 @@ table.summary td,table.summary th{padding:.2em .8em;border-bottom:1px solid #ddd
                 foreach (var o in outputs.OfType<JsonObject>()) sb.Append(Output(o));
             sb.Append("</div>\n");
         }
-        sb.Append("</body></html>\n");
-        SafeFiles.WriteAllTextAtomic(path, sb.ToString());
     }
 
     static string Output(JsonObject o)

@@ -20,10 +20,19 @@ public static class Check
     internal static string Named(double v) => double.IsNaN(v) ? "NaN (not a number)"
         : double.IsInfinity(v) ? (v > 0 ? "+infinity" : "-infinity") : F(v);
 
-    static void Pass(string what) => (Out ?? Console.Out).WriteLine($"✓ {what}");
+    // The grade log keys a result by what was checked, without the measured values appended to the ✓ line.
+    static void Pass(string what, string? values = null)
+    {
+        GradeLog.Record(GradeLog.Check, what, true);
+        (Out ?? Console.Out).WriteLine($"✓ {what}{(values == null ? "" : ": " + values)}");
+    }
 
-    static void Fail(string what, string expected, string got, string? hint) =>
-        throw new CheckFailedException($"✗ {what}\n  expected: {expected}\n  got:      {got}" + (hint == null ? "" : $"\n  hint:     {hint}"));
+    static void Fail(string what, string expected, string got, string? hint)
+    {
+        var message = $"✗ {what}\n  expected: {expected}\n  got:      {got}" + (hint == null ? "" : $"\n  hint:     {hint}");
+        GradeLog.Record(GradeLog.Check, what, false, message);
+        throw new CheckFailedException(message);
+    }
 
     /// <summary>Checks a condition.</summary>
     public static void That(bool condition, string what, string? hint = null)
@@ -34,32 +43,32 @@ public static class Check
     /// <summary>Checks |actual − expected| ≤ tolerance.</summary>
     public static void Close(double actual, double expected, double tolerance, string what, string? hint = null)
     {
-        if (double.IsFinite(actual) && double.IsFinite(expected) && Math.Abs(actual - expected) <= tolerance) Pass($"{what}: {F(actual)} ≈ {F(expected)} (±{F(tolerance)})");
+        if (double.IsFinite(actual) && double.IsFinite(expected) && Math.Abs(actual - expected) <= tolerance) Pass(what, $"{F(actual)} ≈ {F(expected)} (±{F(tolerance)})");
         else Fail(what, $"{Named(expected)} ± {F(tolerance)}", Named(actual), hint);
     }
 
     /// <summary>Checks actual &lt; bound.</summary>
     public static void Less(double actual, double bound, string what, string? hint = null)
     {
-        if (actual < bound) Pass($"{what}: {F(actual)} < {F(bound)}"); else Fail(what, $"< {Named(bound)}", Named(actual), hint);
+        if (actual < bound) Pass(what, $"{F(actual)} < {F(bound)}"); else Fail(what, $"< {Named(bound)}", Named(actual), hint);
     }
 
     /// <summary>Checks actual &gt; bound.</summary>
     public static void Greater(double actual, double bound, string what, string? hint = null)
     {
-        if (actual > bound) Pass($"{what}: {F(actual)} > {F(bound)}"); else Fail(what, $"> {Named(bound)}", Named(actual), hint);
+        if (actual > bound) Pass(what, $"{F(actual)} > {F(bound)}"); else Fail(what, $"> {Named(bound)}", Named(actual), hint);
     }
 
     /// <summary>Checks lo ≤ actual ≤ hi.</summary>
     public static void Between(double actual, double lo, double hi, string what, string? hint = null)
     {
-        if (actual >= lo && actual <= hi) Pass($"{what}: {F(actual)} in [{F(lo)}, {F(hi)}]"); else Fail(what, $"in [{Named(lo)}, {Named(hi)}]", Named(actual), hint);
+        if (actual >= lo && actual <= hi) Pass(what, $"{F(actual)} in [{F(lo)}, {F(hi)}]"); else Fail(what, $"in [{Named(lo)}, {Named(hi)}]", Named(actual), hint);
     }
 
     /// <summary>Checks a tensor's shape.</summary>
     public static void Shape(Tensor t, long[] expected, string what, string? hint = null)
     {
-        if (t.shape.SequenceEqual(expected)) Pass($"{what}: shape [{string.Join(", ", expected)}]");
+        if (t.shape.SequenceEqual(expected)) Pass(what, $"shape [{string.Join(", ", expected)}]");
         else Fail(what, $"shape [{string.Join(", ", expected)}]", $"shape [{string.Join(", ", t.shape)}]", hint);
     }
 
@@ -67,7 +76,7 @@ public static class Check
     public static void AllClose(Tensor actual, Tensor expected, string what, double atol = 1e-5, double rtol = 1e-4, string? hint = null)
     {
         var (ok, detail) = Compare(actual, expected, atol, rtol);
-        if (ok) Pass($"{what}: {detail}"); else Fail(what, $"values of {Describe(expected)} within atol {F(atol)}, rtol {F(rtol)}", detail, hint);
+        if (ok) Pass(what, $"{detail}"); else Fail(what, $"values of {Describe(expected)} within atol {F(atol)}, rtol {F(rtol)}", detail, hint);
     }
 
     /// <summary>

@@ -36,17 +36,17 @@ public static class Exercises
             try { got = learner(input.clone()); }
             catch (NotImplementedException)
             {
-                throw new CheckFailedException($"✗ {name}: not implemented yet — replace the `throw new NotImplementedException(...)` in the exercise cell with your code, run that cell, then this one.");
+                throw Failed(name, $"✗ {name}: not implemented yet — replace the `throw new NotImplementedException(...)` in the exercise cell with your code, run that cell, then this one.");
             }
             catch (Exception e)
             {
-                throw new CheckFailedException($"✗ {name}: your function threw {e.GetType().Name}: {e.Message}\n  input:    {Preview(input)}" + (hint == null ? "" : $"\n  hint:     {hint}"));
+                throw Failed(name, $"✗ {name}: your function threw {e.GetType().Name}: {e.Message}\n  input:    {Preview(input)}" + (hint == null ? "" : $"\n  hint:     {hint}"));
             }
             var (ok, detail) = SafetyNotebooks.Teaching.Check.Compare(got, expected, atol, rtol);
             if (!ok)
-                throw new CheckFailedException($"✗ {name}: trial {trial + 1} of {trials} failed ({detail})\n  input:    {Preview(input)}\n  expected: {Preview(expected)}\n  got:      {Preview(got)}" + (hint == null ? "" : $"\n  hint:     {hint}"));
+                throw Failed(name, $"✗ {name}: trial {trial + 1} of {trials} failed ({detail})\n  input:    {Preview(input)}\n  expected: {Preview(expected)}\n  got:      {Preview(got)}" + (hint == null ? "" : $"\n  hint:     {hint}"));
         }
-        (Out ?? Console.Out).WriteLine($"✓ {name}: all {trials} seeded trials match the reference");
+        Passed(name, $"✓ {name}: all {trials} seeded trials match the reference");
     }
 
     /// <summary>Checks a scalar-valued function on seeded inputs (e.g. a gradient worked by hand).</summary>
@@ -61,16 +61,77 @@ public static class Exercises
             try { got = learner(input); }
             catch (NotImplementedException)
             {
-                throw new CheckFailedException($"✗ {name}: not implemented yet — replace the `throw new NotImplementedException(...)` in the exercise cell with your code, run that cell, then this one.");
+                throw Failed(name, $"✗ {name}: not implemented yet — replace the `throw new NotImplementedException(...)` in the exercise cell with your code, run that cell, then this one.");
+            }
+            catch (Exception e)
+            {
+                throw Failed(name, $"✗ {name}: your function threw {e.GetType().Name}: {e.Message}\n  input:    {shown}" + (hint == null ? "" : $"\n  hint:     {hint}"));
             }
             // NaN and infinities never match, not even themselves: a non-finite answer (or reference) is named as such.
             if (!(double.IsFinite(got) && double.IsFinite(expected) && Math.Abs(got - expected) <= tolerance))
-                throw new CheckFailedException($"✗ {name}: trial {trial + 1} of {trials} failed" +
+                throw Failed(name, $"✗ {name}: trial {trial + 1} of {trials} failed" +
                     (double.IsFinite(got) ? double.IsFinite(expected) ? "" : " (the reference is not finite on this input)" : $" (your answer is {SafetyNotebooks.Teaching.Check.Named(got)})") +
                     $"\n  input:    {shown}\n  expected: {SafetyNotebooks.Teaching.Check.Named(expected)}\n  got:      {SafetyNotebooks.Teaching.Check.Named(got)}" + (hint == null ? "" : $"\n  hint:     {hint}"));
         }
-        (Out ?? Console.Out).WriteLine($"✓ {name}: all {trials} seeded trials match the reference");
+        Passed(name, $"✓ {name}: all {trials} seeded trials match the reference");
     }
+
+    static readonly AsyncLocal<bool> InFallback = new();
+
+    static void Passed(string name, string line)
+    {
+        GradeLog.Record(GradeLog.Exercise, name, true);
+        (Out ?? Console.Out).WriteLine(line);
+    }
+
+    static CheckFailedException Failed(string name, string message)
+    {
+        GradeLog.Record(GradeLog.Exercise, name, false, message, fallback: InFallback.Value);
+        return new CheckFailedException(message);
+    }
+
+    /// <summary>
+    /// ARENA's pattern for exercises that later cells build on: runs <paramref name="check"/> on the learner's function and returns
+    /// it when the check passes; when it fails (not written yet, wrong, or throwing) prints the failure and a visible note, and returns
+    /// <paramref name="reference"/> instead, so the rest of the lesson still shows what it should. Later cells call the returned function.
+    /// </summary>
+    /// <example><code>
+    /// var inductionScore = Exercises.Use&lt;Func&lt;Tensor, int, Tensor&gt;&gt;("InductionScore", InductionScore, InductionScoreByGather,
+    ///     f =&gt; Exercises.Check("InductionScore", p =&gt; f(p, 5), p =&gt; InductionScoreByGather(p, 5), RandomPattern));
+    /// </code></example>
+    public static T Use<T>(string name, T learner, T reference, Action<T> check) where T : Delegate
+    {
+        ArgumentNullException.ThrowIfNull(learner);
+        ArgumentNullException.ThrowIfNull(reference);
+        ArgumentNullException.ThrowIfNull(check);
+        string? failure = null;
+        InFallback.Value = true;
+        try { check(learner); }
+        catch (CheckFailedException e) { failure = e.Message; }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            failure = $"✗ {name}: the check threw {e.GetType().Name}: {e.Message}";
+            GradeLog.Record(GradeLog.Exercise, name, false, failure, fallback: true);
+        }
+        finally { InFallback.Value = false; }
+        if (failure == null) return learner;
+        var writer = Out ?? Console.Out;
+        writer.WriteLine(failure);
+        bool missing = failure.Contains("not implemented yet", StringComparison.Ordinal);
+        writer.WriteLine($"↪ FALLBACK: the cells below use the reference solution of {name}, because yours is {(missing ? "not written yet" : "not correct yet")}. " +
+            $"The rest of the lesson shows what it should; fix {name}, run its cell and this one again to use yours.");
+        return reference;
+    }
+
+    /// <summary><see cref="Check(string, Func{Tensor, Tensor}, Func{Tensor, Tensor}, Func{int, Tensor}, int, double, double, string?)"/>, but returns the function later cells should use: the learner's when it passes, the reference (with a visible note) when not. See <see cref="Use{T}"/>.</summary>
+    public static Func<Tensor, Tensor> CheckOrFallback(string name, Func<Tensor, Tensor> learner, Func<Tensor, Tensor> reference, Func<int, Tensor> makeInput,
+        int trials = 5, double atol = 1e-5, double rtol = 1e-4, string? hint = null) =>
+        Use(name, learner, reference, f => Check(name, f, reference, makeInput, trials, atol, rtol, hint));
+
+    /// <summary>The scalar <see cref="Check{TIn}"/>, returning the function later cells should use (see <see cref="Use{T}"/>).</summary>
+    public static Func<TIn, double> CheckOrFallback<TIn>(string name, Func<TIn, double> learner, Func<TIn, double> reference, Func<Random, TIn> makeInput,
+        int trials = 5, double tolerance = 1e-6, string? hint = null, Func<TIn, string>? describe = null) =>
+        Use(name, learner, reference, f => Check(name, f, reference, makeInput, trials, tolerance, hint, describe));
 
     static string F(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
 
