@@ -172,7 +172,7 @@ public static class Program
             Description = "For --learner: a notebook or folder (default notebooks). For --charts: one executed notebook.",
             Arity = ArgumentArity.ZeroOrOne,
         };
-        var learner = new Option<bool>("--learner") { Description = "Write learner editions: solutions replaced by stubs, outputs cleared (default --out artifacts/learner)." };
+        var learner = new Option<bool>("--learner") { Description = "Write learner editions: solutions replaced by stubs, outputs cleared (default --out learner: a folder beside notebooks/, so the library path works from either)." };
         var charts = new Option<bool>("--charts") { Description = "Write each chart of an executed notebook as a standalone offline HTML page (default --out artifacts/charts)." };
         var outDir = new Option<string?>("--out") { Description = "Output folder (created if missing). It must not hold the input notebooks.", HelpName = "DIR" };
         var export = new Command("export", "Write learner editions or standalone chart pages.") { source, learner, charts, outDir };
@@ -184,7 +184,7 @@ public static class Program
         });
         export.SetAction(p => p.GetValue(charts)
             ? ExportCharts(p.GetValue(source)!, p.GetValue(outDir) ?? Path.Combine("artifacts", "charts"))
-            : ExportLearner(p.GetValue(source) ?? "notebooks", p.GetValue(outDir) ?? Path.Combine("artifacts", "learner")));
+            : ExportLearner(p.GetValue(source) ?? "notebooks", p.GetValue(outDir) ?? "learner"));
         return export;
     }
 

@@ -52,4 +52,19 @@ public class LearnerReferenceTests
         Assert.Equal("#r \"../../src/Lib/bin/Lib.dll\"\n#r \"nuget:Foo, 1.0\"\nvar x = 1;", text);
         Assert.Equal(src, LearnerExporter.RebaseReferences(src, "/repo/notebooks", "/repo/notebooks"));
     }
+
+    [Fact]
+    public void The_default_learner_folder_sits_beside_notebooks_so_an_edition_copied_into_notebooks_still_finds_the_library()
+    {
+        // learner/ and notebooks/ are at the same depth: the rebased path is the solution's own, valid from both folders.
+        var src = "#r \"../src/SafetyNotebooks.Interactive/bin/Release/net10.0/SafetyNotebooks.Interactive.dll\"";
+        Assert.Equal(src, LearnerExporter.RebaseReferences(src, "/repo/notebooks", "/repo/learner"));
+        // The committed notebooks' own #r line, read from notebooks/ and from learner/, names the same file.
+        var root = TestNotebooks.RepoRoot;
+        var doc = NotebookDocument.Load(Path.Combine(root, "notebooks", "00-environment-and-tensors.ipynb"));
+        var setup = string.Join("\n", doc.Cells.Select(c => NotebookDocument.Source((System.Text.Json.Nodes.JsonObject)c!)));
+        var dll = System.Text.RegularExpressions.Regex.Match(setup, @"#r ""(\.\./src/[^""]+)""").Groups[1].Value;
+        Assert.StartsWith("../src/", dll);
+        Assert.Equal(Path.GetFullPath(Path.Combine(root, "notebooks", dll)), Path.GetFullPath(Path.Combine(root, "learner", dll)));
+    }
 }
