@@ -114,4 +114,22 @@ public class EvalFormatCommandTests
         }
         finally { dir.Delete(true); }
     }
+
+    [Fact]
+    public async Task A_trustllm_folder_becomes_one_task_per_file_the_harness_reads()
+    {
+        var dir = Directory.CreateTempSubdirectory("eval-trustllm-");
+        try
+        {
+            var outPath = Path.Combine(dir.FullName, "results.jsonl");
+            var console = new StringWriter();
+            await EvalCommand.RunAsync("trustllm:" + Fmt("trustllm"), Checkpoint, "tiny", outPath, Data, console, CancellationToken.None);
+            var tasks = File.ReadAllLines(outPath).Select(l => (string)JsonNode.Parse(l)!["task"]!).Distinct().Order(StringComparer.Ordinal);
+            Assert.Equal(["trustllm-exaggerated_safety", "trustllm-explicit_moralchoice", "trustllm-external", "trustllm-implicit_ETHICS", "trustllm-misuse"], tasks);
+            // 2 + 2 + 2 + 2 + 3 items in the sample files.
+            Assert.Equal(11, File.ReadAllLines(outPath).Length);
+            Assert.Matches(@"dimension machine_ethics\s.*n = 4", console.ToString());     // 2 moral choices + 2 implicit ETHICS prompts
+        }
+        finally { dir.Delete(true); }
+    }
 }

@@ -32,7 +32,7 @@ public static class EvalCommand
         var names = tasks.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (names.Length == 0) throw new UserError("--tasks is empty; name at least one task (e.g. safety-mc,safety-gen).");
         var specs = new List<LoadedTask>();
-        foreach (var name in names)
+        foreach (var name in names.SelectMany(ExpandFolder))
         {
             try { specs.Add(LoadTask(name, dataDir)); }
             catch (FormatException e) { throw new UserError(e.Message); }
@@ -192,6 +192,21 @@ public static class EvalCommand
 
     /// <summary>A task ready to run: its name, kind (<c>mc</c>, <c>gen</c> or <c>bbq</c>) and items.</summary>
     sealed record LoadedTask(string Name, string Kind, IReadOnlyList<ChoiceItem>? Choices = null, IReadOnlyList<GenerationItem>? Generations = null, IReadOnlyList<BbqItem>? Bbq = null);
+
+    /// <summary>
+    /// <c>trustllm:FOLDER</c> (TrustLLM's <c>dataset/</c> or one dimension's folder) becomes one task per file the harness reads
+    /// (<see cref="TrustLlm.GenerationFiles"/>, <see cref="TrustLlm.ChoiceFiles"/>), in a stable order; other specs pass through.
+    /// </summary>
+    static IEnumerable<string> ExpandFolder(string spec)
+    {
+        if (!spec.StartsWith("trustllm:", StringComparison.OrdinalIgnoreCase) || !Directory.Exists(spec[9..])) return [spec];
+        var files = Directory.GetFiles(spec[9..], "*.json", SearchOption.AllDirectories)
+            .Where(f => TrustLlm.GenerationFiles.ContainsKey(Path.GetFileNameWithoutExtension(f)) || TrustLlm.IsChoiceFile(f))
+            .Order(StringComparer.Ordinal).ToList();
+        if (files.Count == 0)
+            throw new UserError($"{spec[9..]}: no TrustLLM file the harness reads ({string.Join(", ", TrustLlm.GenerationFiles.Keys.Concat(TrustLlm.ChoiceFiles.Keys))}.json).");
+        return files.Select(f => "trustllm:" + f);
+    }
 
     /// <summary>The formats a task can be given in as <c>format:path</c>.</summary>
     public static readonly string[] Formats = ["trustllm", "decodingtrust", "harmbench", "bbq", "safetybench", "gen"];
