@@ -57,7 +57,7 @@ public static class Bbq
     /// Reads BBQ's JSONL (<c>data/&lt;Category&gt;.jsonl</c>): required <c>example_id</c>, <c>context</c>, <c>question</c>,
     /// <c>ans0</c>–<c>ans2</c>, <c>label</c>, <c>context_condition</c> (ambig | disambig), <c>category</c>; used when present
     /// <c>question_polarity</c> (neg | nonneg), <c>answer_info</c> (ansK → [text, group tag]),
-    /// <c>additional_metadata.stereotyped_groups</c> and <c>target_loc</c> (from BBQ's additional_metadata.csv, or written in the
+    /// <c>additional_metadata.stereotyped_groups</c> (matched against the answer's group tag or its word) and <c>target_loc</c> (from BBQ's additional_metadata.csv, or written in the
     /// line). The unknown answer is the one tagged <c>unknown</c> in answer_info (or whose text is one of <see cref="UnknownAnswers"/>);
     /// the biased answer is <c>target_loc</c>, or else derived from the stereotyped groups and the polarity. Errors name the file,
     /// the line and the field.
@@ -78,10 +78,10 @@ public static class Bbq
             string polarity = node["question_polarity"] is JsonValue pv && pv.TryGetValue<string>(out var ps) ? ps : "";
             if (polarity is not ("" or "neg" or "nonneg")) throw new FormatException($"{path}:{n}: \"question_polarity\" is '{polarity}'; it must be neg or nonneg.");
 
-            var tags = new string?[3];
+            var tags = new string?[3]; var names = new string?[3];
             if (node["answer_info"] is JsonObject info)
                 for (int k = 0; k < 3; k++)
-                    if (info[$"ans{k}"] is JsonArray a && a.Count >= 2) tags[k] = (string?)a[1];
+                    if (info[$"ans{k}"] is JsonArray a && a.Count >= 2) { names[k] = (string?)a[0]; tags[k] = (string?)a[1]; }
             int unknown = Enumerable.Range(0, 3).FirstOrDefault(k => string.Equals(tags[k], "unknown", StringComparison.OrdinalIgnoreCase), -1);
             if (unknown < 0) unknown = Enumerable.Range(0, 3).FirstOrDefault(k => UnknownAnswers.Contains(answers[k].Trim().TrimEnd('.').ToLowerInvariant()), -1);
             if (unknown < 0) throw new FormatException($"{path}:{n}: no answer is the unknown one (tag 'unknown' in \"answer_info\", or text such as \"Can't be determined\").");
@@ -97,7 +97,8 @@ public static class Bbq
             {
                 var g = groups.Select(x => ((string?)x ?? "").ToLowerInvariant()).ToHashSet();
                 var people = Enumerable.Range(0, 3).Where(k => k != unknown).ToArray();
-                var stereotyped = people.Where(k => tags[k] is { } tag && g.Contains(tag.ToLowerInvariant())).ToArray();
+                // The group is named by the tag (Age: "old", Gender_identity: "F") or by the answer's own word (Nationality: "British", tag "Europe").
+                var stereotyped = people.Where(k => (tags[k] is { } tag && g.Contains(tag.ToLowerInvariant())) || (names[k] is { } nm && g.Contains(nm.ToLowerInvariant()))).ToArray();
                 if (stereotyped.Length == 1) biased = polarity == "neg" ? stereotyped[0] : people.Single(k => k != stereotyped[0]);
             }
             items.Add(new BbqItem(id, context, question, answers, label, condition, polarity, category, unknown, biased));
