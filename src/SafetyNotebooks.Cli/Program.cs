@@ -244,12 +244,12 @@ public static class Program
 
     static Command EvalCommandLine()
     {
-        var tasks = new Option<string>("--tasks") { Description = "Comma-separated tasks: names in data/eval (safety-mc, safety-gen) or JSONL paths.", HelpName = "a,b", Required = true };
+        var tasks = new Option<string>("--tasks") { Description = "Comma-separated tasks: names in data/eval (safety-mc, safety-gen, bbq-mini), file paths (format detected), or format:path with format trustllm, decodingtrust, harmbench, bbq, safetybench or gen.", HelpName = "a,b", Required = true };
         var model = new Option<string>("--model") { Description = "A checkpoint directory (Hugging Face layout) or an OpenAI-compatible base URL.", HelpName = "PATH|URL", Required = true };
         var modelName = new Option<string?>("--model-name") { Description = "Model name sent to a server (default 'default').", HelpName = "NAME" };
         var outFile = new Option<string>("--out") { Description = "Results JSONL (appended; a rerun resumes); the HTML report goes beside it.", HelpName = "FILE", DefaultValueFactory = _ => "artifacts/eval/results.jsonl" };
         var data = new Option<string>("--data") { Description = "Folder of named tasks (default data/eval).", HelpName = "DIR", DefaultValueFactory = _ => Path.Combine("data", "eval") };
-        var eval = new Command("eval", "Run harness tasks (multiple choice by log-likelihood, generation with scoring rules) against a model; resumable JSONL and an HTML report.") { tasks, model, modelName, outFile, data };
+        var eval = new Command("eval", "Run harness tasks (multiple choice by log-likelihood, generation with scoring rules, BBQ) against a model; resumable JSONL and an HTML report per task and TrustLLM dimension.") { tasks, model, modelName, outFile, data };
         eval.SetAction((p, ct) => EvalCommand.RunAsync(p.GetValue(tasks)!, p.GetValue(model)!, p.GetValue(modelName), p.GetValue(outFile)!, p.GetValue(data)!, Console.Out, ct));
         return eval;
     }
