@@ -1,11 +1,14 @@
+using System.Globalization;
 using System.Text;
+using CsvHelper;
+using CsvHelper.Configuration;
 
 namespace SafetyNotebooks.IO;
 
 /// <summary>
 /// Comma-separated files as RFC 4180 writes them (and Python's <c>csv</c> module, pandas and HarmBench's files): a header row,
-/// fields optionally quoted with <c>"</c>, a doubled <c>""</c> inside quotes for a quote, and quoted fields that may span lines.
-/// Errors name the file and the line.
+/// fields optionally quoted with <c>"</c>, a doubled <c>""</c> inside quotes for a quote, and quoted fields that may span lines,
+/// parsed by CsvHelper. Errors name the file and the line.
 /// </summary>
 public static class Csv
 {
@@ -37,41 +40,35 @@ public static class Csv
         if (header is null) throw new FormatException($"{path}: empty; a CSV file needs a header row.");
     }
 
+    /// <summary>
+    /// The raw records with the 1-based line each starts on. Parsing (quotes, doubled quotes, fields spanning lines, CRLF) is
+    /// CsvHelper's RFC 4180 parser; this adds the record's first line, which CsvHelper reports as the line where it ends.
+    /// </summary>
     static IEnumerable<(int Line, string[] Fields)> Records(StreamReader reader, string path)
     {
-        int line = 1, recordLine = 1;
-        var fields = new List<string>();
-        var field = new StringBuilder();
-        bool quoted = false, any = false;
-        int c;
-        while ((c = reader.Read()) >= 0)
+        var config = new CsvConfiguration(CultureInfo.InvariantCulture)
         {
-            any = true;
-            char ch = (char)c;
-            if (quoted)
+            HasHeaderRecord = false, DetectColumnCountChanges = false, IgnoreBlankLines = false,
+            BadDataFound = args => throw new FormatException($"{path}:{args.Context.Parser?.RawRow}: a stray quote inside an unquoted field; quote the field and double its quotes (\"\").")
+        };
+        using var parser = new CsvParser(reader, config);
+        while (true)
+        {
+            bool more;
+            try { more = parser.Read(); }
+            catch (CsvHelperException e) when (e is not BadDataException)
             {
-                if (ch == '"')
-                {
-                    if (reader.Peek() == '"') { reader.Read(); field.Append('"'); }
-                    else quoted = false;
-                }
-                else { if (ch == '\n') line++; field.Append(ch); }
-                continue;
+                throw new FormatException($"{path}:{parser.RawRow}: {e.Message.Split('\n')[0]}");
             }
-            switch (ch)
-            {
-                case '"' when field.Length == 0: quoted = true; break;
-                case ',': fields.Add(field.ToString()); field.Clear(); break;
-                case '\r': break;
-                case '\n':
-                    fields.Add(field.ToString()); field.Clear();
-                    yield return (recordLine, fields.ToArray());
-                    fields.Clear(); line++; recordLine = line; any = false;
-                    break;
-                default: field.Append(ch); break;
-            }
+            if (!more) yield break;
+            // CsvHelper's RawRow is the line the record ends on; the start is that minus the newlines inside the record. In a record
+            // whose quote never closes, the final newline is inside the field too.
+            var raw = parser.RawRecord;
+            bool unclosed = raw.Count(ch => ch == '"') % 2 == 1;
+            int inner = (unclosed ? raw : raw.TrimEnd('\r', '\n')).Count(ch => ch == '\n');
+            if (unclosed) throw new FormatException($"{path}:{parser.RawRow - inner}: a quoted field is never closed.");
+            int endLine = parser.RawRow;
+            yield return (endLine - inner, parser.Record ?? []);
         }
-        if (quoted) throw new FormatException($"{path}:{recordLine}: a quoted field is never closed.");
-        if (any) { fields.Add(field.ToString()); yield return (recordLine, fields.ToArray()); }
     }
 }
