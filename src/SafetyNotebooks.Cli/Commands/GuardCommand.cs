@@ -10,7 +10,8 @@ namespace SafetyNotebooks.Cli.Commands;
 /// <c>safety-notebooks guard --config rails.yaml --input in.jsonl --out out.jsonl [--output]</c>: screens a file of
 /// <c>{"id", "text"}</c> lines with the input rails (or the output rails) and writes one decision per line,
 /// <c>{"id", "action", "rail", "reason", "text"}</c>. A line that is not valid JSON, or has no string <c>text</c>, gets the
-/// decision <c>error</c> (with its line number as the reason) and the screening goes on.
+/// decision <c>error</c> (with its line number as the reason) and the screening goes on. A dialog rail's canned answer is the
+/// action <c>respond</c> with the bot message as <c>text</c>; each line is screened as a one-turn conversation.
 /// </summary>
 public static class GuardCommand
 {
@@ -27,6 +28,8 @@ public static class GuardCommand
         var rules = outputRails ? cfg.OutputRules() : cfg.InputRules();
         string stage = outputRails ? "output" : "input";
         if (rules.Count == 0) throw new UserError($"{configPath} has no {stage} rails; add some, or {(outputRails ? "drop" : "add")} --output.");
+        if (rules.Any(r => r.Rail is SelfCheckRail))
+            throw new UserError($"{configPath}: the selfcheck rail samples the model again, so it cannot screen a file of texts; use it with serve, or drop it from a config for guard.");
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
         using var writer = new StreamWriter(outPath, append: false, new UTF8Encoding(false));
         var counts = new SortedDictionary<string, int>(StringComparer.Ordinal);
@@ -52,7 +55,7 @@ public static class GuardCommand
                 else
                 {
                     var (screened, action, decision) = GuardedChatClient.Screen(stage, text, rules);
-                    result = Decision(id, action, decision?.Rail, decision?.Reason ?? "no rail triggered", action is "allow" or "fix" or "filter" ? screened : null);
+                    result = Decision(id, action, decision?.Rail, decision?.Reason ?? "no rail triggered", action is "allow" or "fix" or "filter" ? screened : action == "respond" ? decision?.Reply : null);
                 }
             }
             catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or DecoderFallbackException)
