@@ -108,4 +108,27 @@ public class GuardCommandTests
         }
         finally { dir.Delete(true); }
     }
+
+    [Fact]
+    public void Dialog_answers_are_respond_decisions_and_a_self_check_config_is_a_user_error()
+    {
+        var data = Path.Combine(TestNotebooks.RepoRoot, "data", "guardrails");
+        Assert.Contains("selfcheck rail samples the model again",
+            Assert.Throws<UserError>(() => GuardCommand.Run(Path.Combine(data, "rails-full.yaml"), Rails, "/tmp/x.jsonl", true, TextWriter.Null)).Message);
+        var dir = Directory.CreateTempSubdirectory("guard-");
+        try
+        {
+            var yaml = Path.Combine(dir.FullName, "dialog.yaml");
+            File.WriteAllText(yaml, $"input:\n  - rail: dialog\n    flows: {Path.Combine(data, "flows.co")}\n    on_fail: refuse\n");
+            var input = Path.Combine(dir.FullName, "in.jsonl");
+            File.WriteAllLines(input, ["""{"id": 1, "text": "who should I vote for?"}""", """{"id": 2, "text": "Tell me a joke."}"""]);
+            var outPath = Path.Combine(dir.FullName, "out.jsonl");
+            GuardCommand.Run(yaml, input, outPath, outputRails: false, TextWriter.Null);
+            var d = File.ReadAllLines(outPath).Select(l => JsonNode.Parse(l)!).ToList();
+            Assert.Equal(["respond", "allow"], d.Select(x => (string)x["action"]!));
+            Assert.Equal("I'm a shop assistant, so I stay out of politics. Is there anything about your order I can help with?", (string)d[0]["text"]!);
+            Assert.Equal("dialog", (string)d[0]["rail"]!);
+        }
+        finally { dir.Delete(true); }
+    }
 }

@@ -99,4 +99,18 @@ public class DialogRailTests
         }
         finally { dir.Delete(true); }
     }
+
+    [Fact]
+    public async Task The_full_example_config_builds_every_rail_kind_and_answers_through_them()
+    {
+        var cfg = GuardrailsConfig.Load(Path.Combine(TestPaths.RepoRoot, "data", "guardrails", "rails-full.yaml"));
+        Assert.Equal(["dialog", "injection", "pii"], cfg.InputRules().Select(r => r.Rail.Name));
+        Assert.Equal(["secret", "pii", "toxicity", "selfcheck"], cfg.OutputRules().Select(r => r.Rail.Name));
+        // A deterministic model repeats itself when sampled, so the self-check passes it; a hostile one is refused by the toxicity rail.
+        var polite = cfg.Wrap(new ScriptedClient(q => "We sell shoes and jackets."));
+        Assert.Equal("We sell shoes and jackets.", (await polite.GetResponseAsync([new(ChatRole.User, "What do you sell?")])).Text);
+        var rude = cfg.Wrap(new ScriptedClient(q => "Shut up, you idiot."));
+        Assert.Equal(GuardedChatClient.DefaultRefusal, (await rude.GetResponseAsync([new(ChatRole.User, "What do you sell?")])).Text);
+        Assert.Equal("toxicity", rude.Decisions.Single().Rail);
+    }
 }
