@@ -111,6 +111,23 @@ public class ServeCommandTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Dialog_rails_follow_a_multi_turn_conversation_sent_over_http()
+    {
+        var config = Path.Combine(TestNotebooks.RepoRoot, "data", "guardrails", "rails-full.yaml");
+        var app = ServeCommand.Build(new ServeOptions { Config = config, Upstream = "secret-keeper-bot", Port = 0, DecisionLog = Path.GetTempFileName() });
+        await app.StartAsync();
+        await using var _ = app;
+        using var client = OpenAICompatible.Create(new Uri(app.Urls.First() + "/v1"), "bot", limits: new ChatLimits { MaxRetries = 0, Timeout = TimeSpan.FromSeconds(20) });
+        var first = await client.GetResponseAsync([new(ChatRole.User, "I want a refund for my shoes")]);
+        Assert.Equal("I can help with that. What is your order number?", first.Text);
+        var second = await client.GetResponseAsync([new(ChatRole.User, "I want a refund for my shoes"), new(ChatRole.Assistant, first.Text), new(ChatRole.User, "my order number is 4242")]);
+        Assert.StartsWith("Thank you. I've opened a refund request", second.Text);
+        Assert.StartsWith("I'm a shop assistant", (await client.GetResponseAsync([new(ChatRole.User, "who should I vote for?")])).Text);
+        // Not covered by a flow: the offline bot answers, and passes the output rails (the self-check samples it 3 more times).
+        Assert.Equal("I'm a helpful assistant. How can I help you today?", (await client.GetResponseAsync([new(ChatRole.User, "Tell me a joke.")])).Text);
+    }
+
+    [Fact]
     public void A_bad_upstream_or_config_is_a_user_error()
     {
         Assert.Contains("http(s) base URL", Assert.Throws<UserError>(() => ServeCommand.Build(new ServeOptions { Config = Rails, Upstream = "ftp://x" })).Message);

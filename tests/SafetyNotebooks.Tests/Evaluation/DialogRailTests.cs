@@ -113,4 +113,27 @@ public class DialogRailTests
         Assert.Equal(GuardedChatClient.DefaultRefusal, (await rude.GetResponseAsync([new(ChatRole.User, "What do you sell?")])).Text);
         Assert.Equal("toxicity", rude.Decisions.Single().Rail);
     }
+
+    [Fact]
+    public void Fuzzed_flow_files_and_messages_never_crash_the_parser_or_the_rail()
+    {
+        string[] pieces = ["define", " user", " bot", " flow", " greet", "  ", "\t", "\"", "hi", "\n", "\r\n", "#", "when", "$x", "\ud800", "\u0000", "…", "\"\"", " subflow"];
+        var rng = new Random(5);
+        int parsed = 0;
+        for (int trial = 0; trial < 2000; trial++)
+        {
+            var text = string.Concat(Enumerable.Range(0, rng.Next(1, 40)).Select(_ => pieces[rng.Next(pieces.Length)]));
+            try { DialogFlows.Parse(text, "fuzz.co"); parsed++; }
+            catch (InvalidDataException e) { Assert.StartsWith("fuzz.co", e.Message); }
+        }
+        var rail = Rail(strict: true);
+        for (int trial = 0; trial < 300; trial++)
+        {
+            var message = new string(Enumerable.Range(0, rng.Next(0, 200)).Select(_ => (char)rng.Next(0, 0xFFFF)).ToArray());
+            var check = rail.Check([new(ChatRole.User, message), new(ChatRole.Assistant, message), new(ChatRole.User, message)]);
+            Assert.NotNull(check.Reason);
+            var scores = SelfCheck.Score(message, [message[..(message.Length / 2)], ""]);
+            Assert.All(scores.Inconsistency, x => Assert.InRange(x, 0, 1));
+        }
+    }
 }

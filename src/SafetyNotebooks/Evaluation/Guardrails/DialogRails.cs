@@ -177,7 +177,10 @@ public sealed class IntentMatcher
     {
         var sb = new StringBuilder(" ");
         bool space = true;
-        foreach (var c in text.Normalize(NormalizationForm.FormKC))
+        string normalized;
+        try { normalized = WellFormed(text).Normalize(NormalizationForm.FormKC); }
+        catch (ArgumentException) { normalized = text; }     // code points normalization rejects (noncharacters): match as written
+        foreach (var c in normalized)
         {
             if (char.IsLetterOrDigit(c)) { sb.Append(char.ToLowerInvariant(c)); space = false; }
             else if (!space) { sb.Append(' '); space = true; }
@@ -191,6 +194,18 @@ public sealed class IntentMatcher
             grams[g] = grams.GetValueOrDefault(g) + 1;
         }
         return grams;
+    }
+
+    /// <summary>Replaces unpaired UTF-16 surrogates (which Unicode normalization rejects) with U+FFFD.</summary>
+    static string WellFormed(string text)
+    {
+        char[]? copy = null;
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
+            if (char.IsSurrogate(text[i])) (copy ??= text.ToCharArray())[i] = '\uFFFD';
+        }
+        return copy is null ? text : new string(copy);
     }
 
     /// <summary>Cosine similarity of the two texts' character n-gram count vectors (0 when either has none).</summary>
