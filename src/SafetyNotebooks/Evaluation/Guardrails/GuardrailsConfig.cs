@@ -8,7 +8,7 @@ namespace SafetyNotebooks.Evaluation.Guardrails;
 /// refusal: "I'm sorry, but I can't help with that."
 /// max_reasks: 1
 /// input:
-///   - rail: injection              # injection | pii | topic | secret
+///   - rail: injection              # injection | pii | topic | secret | dialog | toxicity | selfcheck (output)
 ///     on_fail: refuse              # refuse | fix | filter | reask (output only) | exception
 ///   - rail: pii
 ///     kinds: [EMAIL, PHONE, CREDIT_CARD, IBAN, SSN, IP_ADDRESS]
@@ -43,7 +43,7 @@ public sealed class GuardrailsConfig
     /// <summary>One rail.</summary>
     public sealed class RailSpec
     {
-        /// <summary>injection, pii, topic or secret.</summary>
+        /// <summary>injection, pii, topic, secret, dialog, toxicity or selfcheck.</summary>
         public string Rail { get; set; } = "";
         /// <summary>refuse, fix, filter, reask or exception.</summary>
         public string OnFail { get; set; } = "refuse";
