@@ -80,6 +80,54 @@ public class ServeCommandTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Invalid_utf8_bodies_and_lone_surrogate_escapes_get_a_400_with_a_clear_message()
+    {
+        var (app, endpoint) = await Start();
+        await using var _ = app;
+        using var http = new HttpClient();
+        async Task<(int Status, string Message)> Post(byte[] body)
+        {
+            var content = new ByteArrayContent(body);
+            content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+            var r = await http.PostAsync(endpoint + "/chat/completions", content);
+            var text = await r.Content.ReadAsStringAsync();
+            return ((int)r.StatusCode, (string?)JsonNode.Parse(text)?["error"]?["message"] ?? text);
+        }
+        byte[] prefix = """{"model": "bot", "messages": [{"role": "user", "content": "caf"""u8.ToArray();
+        var (s1, m1) = await Post([.. prefix, 0xC3, 0x28, .. "\"}]}"u8]);
+        Assert.Equal(400, s1);
+        Assert.Equal($"invalid request body: not valid UTF-8 (byte 0xC3 at offset {prefix.Length}); send JSON encoded as UTF-8", m1);
+        var (s2, m2) = await Post([0xFF, 0xFE, 0x00, 0x7B]);
+        Assert.Equal(400, s2);
+        Assert.Contains("byte 0xFF at offset 0", m2);
+        var (s3, m3) = await Post("""{"model": "bot", "messages": [{"role": "user", "content": "lone \ud800 surrogate"}]}"""u8.ToArray());
+        Assert.Equal(400, s3);
+        Assert.StartsWith("invalid request body:", m3);
+        var (s4, m4) = await Post("""{"model": "bot", "messages": [{"role": "us\udfffer", "content": "hi"}]}"""u8.ToArray());
+        Assert.Equal(400, s4);
+        Assert.StartsWith("invalid request body:", m4);
+        var (s5, m5) = await Post("""{"model": "bot", "messages": [{"role": "user", "content": "Tell me a joke \ud83d\ude00"}]}"""u8.ToArray());
+        Assert.Equal(200, s5);
+    }
+
+    [Fact]
+    public async Task Dialog_rails_follow_a_multi_turn_conversation_sent_over_http()
+    {
+        var config = Path.Combine(TestNotebooks.RepoRoot, "data", "guardrails", "rails-full.yaml");
+        var app = ServeCommand.Build(new ServeOptions { Config = config, Upstream = "secret-keeper-bot", Port = 0, DecisionLog = Path.GetTempFileName() });
+        await app.StartAsync();
+        await using var _ = app;
+        using var client = OpenAICompatible.Create(new Uri(app.Urls.First() + "/v1"), "bot", limits: new ChatLimits { MaxRetries = 0, Timeout = TimeSpan.FromSeconds(20) });
+        var first = await client.GetResponseAsync([new(ChatRole.User, "I want a refund for my shoes")]);
+        Assert.Equal("I can help with that. What is your order number?", first.Text);
+        var second = await client.GetResponseAsync([new(ChatRole.User, "I want a refund for my shoes"), new(ChatRole.Assistant, first.Text), new(ChatRole.User, "my order number is 4242")]);
+        Assert.StartsWith("Thank you. I've opened a refund request", second.Text);
+        Assert.StartsWith("I'm a shop assistant", (await client.GetResponseAsync([new(ChatRole.User, "who should I vote for?")])).Text);
+        // Not covered by a flow: the offline bot answers, and passes the output rails (the self-check samples it 3 more times).
+        Assert.Equal("I'm a helpful assistant. How can I help you today?", (await client.GetResponseAsync([new(ChatRole.User, "Tell me a joke.")])).Text);
+    }
+
+    [Fact]
     public void A_bad_upstream_or_config_is_a_user_error()
     {
         Assert.Contains("http(s) base URL", Assert.Throws<UserError>(() => ServeCommand.Build(new ServeOptions { Config = Rails, Upstream = "ftp://x" })).Message);

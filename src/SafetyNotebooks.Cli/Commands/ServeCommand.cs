@@ -84,7 +84,18 @@ public static class ServeCommand
             JsonObject body;
             try
             {
-                body = await JsonNode.ParseAsync(ctx.Request.Body, documentOptions: new JsonDocumentOptions { MaxDepth = 32 }, cancellationToken: ctx.RequestAborted) as JsonObject
+                // Buffer the body (Kestrel caps its size) and check it is UTF-8 before parsing: System.Text.Json reads invalid bytes
+                // inside strings lazily, so they would surface later as an unhandled InvalidOperationException (a 500).
+                using var buffered = new MemoryStream();
+                await ctx.Request.Body.CopyToAsync(buffered, ctx.RequestAborted);
+                var bytes = buffered.GetBuffer().AsMemory(0, (int)buffered.Length);
+                if (!System.Text.Unicode.Utf8.IsValid(bytes.Span))
+                {
+                    int at = 0;
+                    while (at < bytes.Length && System.Text.Rune.DecodeFromUtf8(bytes.Span[at..], out _, out int used) == System.Buffers.OperationStatus.Done) at += used;
+                    return Error(400, $"invalid request body: not valid UTF-8 (byte 0x{bytes.Span[at]:X2} at offset {at}); send JSON encoded as UTF-8");
+                }
+                body = JsonNode.Parse(bytes.Span, documentOptions: new JsonDocumentOptions { MaxDepth = 32 }) as JsonObject
                     ?? throw new JsonException("the body is not a JSON object");
             }
             catch (BadHttpRequestException e)
@@ -97,6 +108,10 @@ public static class ServeCommand
             }
             if (body["messages"] is not JsonArray raw || raw.Count == 0) return Error(400, "'messages' must be a non-empty array of {role, content}");
             var messages = new List<ChatMessage>();
+            string model;
+            ChatOptions options;
+            try
+            {
             foreach (var m in raw)
             {
                 string? role = (string?)m?["role"];
@@ -110,15 +125,22 @@ public static class ServeCommand
                 if (content == "\u0000") return Error(400, "message 'content' must be a string or a list of text parts");
                 ChatRole? r = role switch { "system" or "developer" => ChatRole.System, "user" => ChatRole.User, "assistant" => ChatRole.Assistant, _ => null };
                 if (r is null) return Error(400, $"message role '{role}' is not supported (system, user, assistant)");
+                if (GuardCommand.FirstLoneSurrogate(content) is int at) return Error(400, $"invalid request body: message content has a lone UTF-16 surrogate (\\u{(int)content[at]:x4}) at character {at}; send surrogates only in pairs");
                 messages.Add(new ChatMessage(r.Value, content));
             }
-            string model = (string?)body["model"] ?? o.Model;
-            var options = new ChatOptions
+            model = (string?)body["model"] ?? o.Model;
+            options = new ChatOptions
             {
                 Temperature = (float?)(double?)body["temperature"],
                 MaxOutputTokens = (int?)body["max_tokens"] ?? (int?)body["max_completion_tokens"],
                 TopP = (float?)(double?)body["top_p"],
             };
+            }
+            catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException)
+            {
+                // A lone surrogate escape (\ud800) in a string, or a field of the wrong JSON type.
+                return Error(400, $"invalid request body: {e.Message.Split('\n')[0]}");
+            }
             ChatResponse response;
             try { response = await ClientFor(model).GetResponseAsync(messages, options, ctx.RequestAborted); }
             catch (GuardrailException e) { return Error(400, e.Message, "guardrail_violation"); }

@@ -21,8 +21,9 @@ public enum OnFail
 /// <summary>A rail with its action.</summary>
 public sealed record RailRule(IRail Rail, OnFail OnFail);
 
-/// <summary>One logged decision: which rail acted, on what stage, what it did and why.</summary>
-public sealed record RailDecision(string Stage, string Rail, string Action, string Reason, DateTimeOffset At);
+/// <summary>One logged decision: which rail acted, on what stage, what it did and why; <paramref name="Reply"/> is the canned reply
+/// of a <c>respond</c> decision (a dialog rail's bot message).</summary>
+public sealed record RailDecision(string Stage, string Rail, string Action, string Reason, DateTimeOffset At, string? Reply = null);
 
 /// <summary>Thrown by rails configured with <see cref="OnFail.Exception"/>.</summary>
 public sealed class GuardrailException(RailDecision decision) : Exception($"Guardrail '{decision.Rail}' blocked the {decision.Stage}: {decision.Reason}.")
@@ -56,11 +57,20 @@ public sealed class GuardedChatClient(IChatClient inner, IReadOnlyList<RailRule>
     /// <param name="text">The text to screen.</param>
     /// <param name="rules">The rails, in order.</param>
     /// <param name="log">Receives every decision.</param>
-    public static (string? Text, string Action, RailDecision? Decision) Screen(string stage, string text, IReadOnlyList<RailRule> rules, Action<RailDecision>? log = null)
+    public static (string? Text, string Action, RailDecision? Decision) Screen(string stage, string text, IReadOnlyList<RailRule> rules, Action<RailDecision>? log = null) =>
+        ScreenAsync(stage, text, rules, null, log).GetAwaiter().GetResult();
+
+    /// <summary>
+    /// <see cref="Screen"/> with the conversation: rails that read it (<see cref="IContextRail"/>: dialog rails, the self-check) get
+    /// <paramref name="context"/>; without one they see <paramref name="text"/> alone. A rail whose check carries a canned reply and
+    /// whose <c>on_fail</c> is <c>refuse</c> answers with that reply (action <c>respond</c>, <see cref="RailDecision.Reply"/>).
+    /// </summary>
+    public static async Task<(string? Text, string Action, RailDecision? Decision)> ScreenAsync(string stage, string text, IReadOnlyList<RailRule> rules,
+        RailContext? context, Action<RailDecision>? log = null, CancellationToken cancellationToken = default)
     {
-        RailDecision Log(string st, string rail, string act, string reason)
+        RailDecision Log(string st, string rail, string act, string reason, string? reply = null)
         {
-            var d = new RailDecision(st, rail, act, reason, DateTimeOffset.UtcNow);
+            var d = new RailDecision(st, rail, act, reason, DateTimeOffset.UtcNow, reply);
             log?.Invoke(d);
             return d;
         }
@@ -70,7 +80,13 @@ public sealed class GuardedChatClient(IChatClient inner, IReadOnlyList<RailRule>
         foreach (var rule in rules)
         {
             RailCheck check;
-            try { check = rule.Rail.Check(current); }
+            try
+            {
+                check = rule.Rail is IContextRail cr && context is not null
+                    ? await cr.CheckAsync(context, current, cancellationToken).ConfigureAwait(false)
+                    : rule.Rail.Check(current);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested) { throw; }
             catch (Exception e) when (e is not GuardrailException)
             {
                 // A rail that fails closes the gate: refuse rather than pass unchecked text.
@@ -92,6 +108,9 @@ public sealed class GuardedChatClient(IChatClient inner, IReadOnlyList<RailRule>
                 case OnFail.Reask when stage == "output":
                     last = Log(stage, rule.Rail.Name, "reask", check.Reason);
                     return (null, "reask", last);
+                case OnFail.Refuse when check.Reply is not null:
+                    last = Log(stage, rule.Rail.Name, "respond", check.Reason, check.Reply);
+                    return (null, "respond", last);
                 default:
                     last = Log(stage, rule.Rail.Name, "refuse", check.Reason + (rule.OnFail == OnFail.Fix ? " (the rail has no fix)" : ""));
                     return (null, "refuse", last);
@@ -107,16 +126,16 @@ public sealed class GuardedChatClient(IChatClient inner, IReadOnlyList<RailRule>
         int lastUser = list.FindLastIndex(m => m.Role == ChatRole.User);
         if (lastUser >= 0)
         {
-            var (text, _, _) = Screen("input", list[lastUser].Text ?? "", inputRails, Record);
-            if (text is null) return Refusal();
+            var (text, _, decision) = await ScreenAsync("input", list[lastUser].Text ?? "", inputRails, new RailContext(list, InnerClient, options), Record, cancellationToken).ConfigureAwait(false);
+            if (text is null) return Refusal(decision);
             list[lastUser] = new ChatMessage(ChatRole.User, text);
         }
         for (int attempt = 0; ; attempt++)
         {
             var response = await base.GetResponseAsync(list, options, cancellationToken).ConfigureAwait(false);
-            var (reply, action, _) = Screen("output", response.Text ?? "", outputRails, Record);
+            var (reply, action, decision) = await ScreenAsync("output", response.Text ?? "", outputRails, new RailContext(list, InnerClient, options), Record, cancellationToken).ConfigureAwait(false);
             if (action == "reask" && attempt < maxReasks) continue;
-            if (reply is null) return Refusal();
+            if (reply is null) return Refusal(decision);
             return reply == response.Text ? response : new ChatResponse(new ChatMessage(ChatRole.Assistant, reply)) { ModelId = response.ModelId, Usage = response.Usage };
         }
     }
@@ -129,7 +148,9 @@ public sealed class GuardedChatClient(IChatClient inner, IReadOnlyList<RailRule>
         yield return new ChatResponseUpdate(ChatRole.Assistant, r.Text) { FinishReason = ChatFinishReason.Stop, ModelId = r.ModelId };
     }
 
-    ChatResponse Refusal() => new(new ChatMessage(ChatRole.Assistant, refusal)) { FinishReason = ChatFinishReason.ContentFilter };
+    ChatResponse Refusal(RailDecision? decision) => decision?.Reply is { } canned
+        ? new(new ChatMessage(ChatRole.Assistant, canned)) { FinishReason = ChatFinishReason.Stop }
+        : new(new ChatMessage(ChatRole.Assistant, refusal)) { FinishReason = ChatFinishReason.ContentFilter };
 
     void Record(RailDecision d)
     {

@@ -3,8 +3,11 @@ using SafetyNotebooks.Evaluation.RedTeaming;
 
 namespace SafetyNotebooks.Evaluation.Guardrails;
 
-/// <summary>What a rail found: whether it triggered, why, and (for rails that can repair text) the fixed text.</summary>
-public sealed record RailCheck(bool Triggered, string Reason, string? Fixed = null)
+/// <summary>
+/// What a rail found: whether it triggered, why, (for rails that can repair text) the fixed text, and (for dialog rails) a canned
+/// reply to give instead of the generic refusal.
+/// </summary>
+public sealed record RailCheck(bool Triggered, string Reason, string? Fixed = null, string? Reply = null)
 {
     /// <summary>Nothing found.</summary>
     public static RailCheck Pass { get; } = new(false, "");
@@ -17,6 +20,21 @@ public interface IRail
     string Name { get; }
     /// <summary>Checks <paramref name="text"/>.</summary>
     RailCheck Check(string text);
+}
+
+/// <summary>What a rail that reads more than one text sees: the conversation (the user's turn last; for output rails, before the
+/// reply), and the model and options of the call (a self-check samples the model again).</summary>
+public sealed record RailContext(IReadOnlyList<Microsoft.Extensions.AI.ChatMessage> Messages, Microsoft.Extensions.AI.IChatClient? Model = null,
+    Microsoft.Extensions.AI.ChatOptions? Options = null);
+
+/// <summary>
+/// A rail that needs the conversation or the model (dialog rails, the hallucination self-check). <see cref="GuardedChatClient"/>
+/// calls <see cref="CheckAsync"/>; <see cref="IRail.Check"/> is the single-text fallback (for <c>safety-notebooks guard</c>).
+/// </summary>
+public interface IContextRail : IRail
+{
+    /// <summary>Checks <paramref name="text"/> (the user's message for input rails, the reply for output rails) in <paramref name="context"/>.</summary>
+    Task<RailCheck> CheckAsync(RailContext context, string text, CancellationToken cancellationToken = default);
 }
 
 /// <summary>Personal data (<see cref="Pii"/>): triggers on any match; the fix is the anonymized text.</summary>
