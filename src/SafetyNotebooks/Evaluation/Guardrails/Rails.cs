@@ -76,7 +76,7 @@ public sealed class InjectionRail : IRail
     readonly Regex[] _rules;
     /// <summary>An injection rail with <paramref name="patterns"/> (default <see cref="DefaultPatterns"/>).</summary>
     public InjectionRail(IEnumerable<string>? patterns = null) =>
-        _rules = (patterns ?? DefaultPatterns).Select(p => new Regex(p, RegexOptions.IgnoreCase | RegexOptions.CultureInvariant | RegexOptions.Multiline, TimeSpan.FromMilliseconds(250))).ToArray();
+        _rules = (patterns ?? DefaultPatterns).Select(p => new Regex(p, RegexOptions.IgnoreCase | RegexOptions.CultureInvariant | RegexOptions.Multiline, Pii.Timeout)).ToArray();
     /// <inheritdoc/>
     public string Name => "injection";
     /// <inheritdoc/>
@@ -96,7 +96,7 @@ public sealed class InjectionRail : IRail
 public sealed class TopicRail(IEnumerable<string> blockedKeywords, string name = "topic") : IRail
 {
     readonly Regex _regex = new(@"\b(" + string.Join("|", blockedKeywords.Select(Regex.Escape)) + @")\b",
-        RegexOptions.IgnoreCase | RegexOptions.CultureInvariant, TimeSpan.FromMilliseconds(250));
+        RegexOptions.IgnoreCase | RegexOptions.CultureInvariant, Pii.Timeout);
     /// <inheritdoc/>
     public string Name => name;
     /// <inheritdoc/>
