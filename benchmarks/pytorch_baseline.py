@@ -305,9 +305,11 @@ def dpo_step(warmup=1, runs=5):
     return median_seconds(step, warmup, runs), runs
 
 
-def sae_train_step(topk=False, warmup=2, runs=5):
+def sae_train_step(topk=False, warmup=2, runs=5, bdec_vector_grad=False):
     """Standard SAE (d_in 512, d_sae 4096, batch 2048): x - b_dec, addmm encoder, ReLU, addmm decoder, MSE summed over
-    d_in + L1 scaled by decoder row norms (SAELens' standard training SAE), backward, Adam. topk: TopK (k 64) instead, no L1."""
+    d_in + L1 scaled by decoder row norms (SAELens' standard training SAE), backward, Adam. topk: TopK (k 64) instead, no L1.
+    bdec_vector_grad: the same values, but b_dec's gradient through the encoder comes from a vector product (as the .NET
+    library computes it) instead of autograd's gradient of the whole input x - b_dec (one matmul fewer)."""
     torch.manual_seed(0)
     d_in, d_sae, n = 512, 4096, 2048
     w_dec = torch.empty(d_sae, d_in).uniform_(-math.sqrt(6 / d_in), math.sqrt(6 / d_in))
@@ -320,7 +322,11 @@ def sae_train_step(topk=False, warmup=2, runs=5):
 
     def step():
         opt.zero_grad()
-        pre = torch.addmm(b_enc, x - b_dec, W_enc)
+        if bdec_vector_grad:
+            shift = b_dec.detach() - b_dec                      # zero; carries b_dec's gradient
+            pre = torch.addmm(b_enc + shift @ W_enc.detach(), x - b_dec.detach(), W_enc)
+        else:
+            pre = torch.addmm(b_enc, x - b_dec, W_enc)
         if topk:
             v, i = pre.topk(64, dim=-1, sorted=False)
             acts = torch.zeros_like(pre).scatter(-1, i, v.relu())
@@ -338,28 +344,43 @@ def sae_train_step(topk=False, warmup=2, runs=5):
 def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 2
     torch.set_num_threads(threads)
-    s, runs, gflops = matmul_peak()
-    print(json.dumps({"name": "matmul_peak", "median_s": s, "runs": runs, "gflops": gflops,
-                      "side": "pytorch", "version": torch.__version__, "threads": threads}), flush=True)
-    s, runs = attn_only_train_step()
-    print(json.dumps({"name": "attn_only_train_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
-    s, runs = gpt2_small(cache=False)
-    print(json.dumps({"name": "gpt2_small_forward", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
-    s, runs = gpt2_small(cache=True)
-    print(json.dumps({"name": "gpt2_small_run_with_cache", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    only = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
+
+    def want(name):
+        return only is None or name in only
+
+    if want("matmul_peak"):
+        s, runs, gflops = matmul_peak()
+        print(json.dumps({"name": "matmul_peak", "median_s": s, "runs": runs, "gflops": gflops,
+                          "side": "pytorch", "version": torch.__version__, "threads": threads}), flush=True)
+    if want("attn_only_train_step"):
+        s, runs = attn_only_train_step()
+        print(json.dumps({"name": "attn_only_train_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    if want("gpt2_small_forward"):
+        s, runs = gpt2_small(cache=False)
+        print(json.dumps({"name": "gpt2_small_forward", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    if want("gpt2_small_run_with_cache"):
+        s, runs = gpt2_small(cache=True)
+        print(json.dumps({"name": "gpt2_small_run_with_cache", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
     quick = "--quick" in sys.argv
-    s, runs, uncached, same = gpt2_small_generate(runs=1 if quick else 5, uncached_runs=0 if quick else 1)
-    line = {"name": "gpt2_small_generate", "median_s": s, "runs": runs, "side": "pytorch"}
-    if not math.isnan(uncached):
-        line.update({"uncached_s": uncached, "cache_speedup": round(uncached / s, 2), "same_tokens": same})
-    print(json.dumps(line), flush=True)
-    s, runs = dpo_step(runs=3 if quick else 7)
-    print(json.dumps({"name": "dpo_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
-    s, runs = ppo_rollout(runs=1 if quick else 3)
-    print(json.dumps({"name": "ppo_rollout", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
-    s, runs = sae_train_step(runs=3 if quick else 7)
-    topk_s, _ = sae_train_step(topk=True, runs=3 if quick else 7)
-    print(json.dumps({"name": "sae_train_step", "median_s": s, "runs": runs, "side": "pytorch", "topk_s": topk_s}), flush=True)
+    if want("gpt2_small_generate"):
+        s, runs, uncached, same = gpt2_small_generate(runs=1 if quick else 5, uncached_runs=0 if quick else 1)
+        line = {"name": "gpt2_small_generate", "median_s": s, "runs": runs, "side": "pytorch"}
+        if not math.isnan(uncached):
+            line.update({"uncached_s": uncached, "cache_speedup": round(uncached / s, 2), "same_tokens": same})
+        print(json.dumps(line), flush=True)
+    if want("dpo_step"):
+        s, runs = dpo_step(runs=3 if quick else 7)
+        print(json.dumps({"name": "dpo_step", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    if want("ppo_rollout"):
+        s, runs = ppo_rollout(runs=1 if quick else 3)
+        print(json.dumps({"name": "ppo_rollout", "median_s": s, "runs": runs, "side": "pytorch"}), flush=True)
+    if want("sae_train_step"):
+        s, runs = sae_train_step(runs=3 if quick else 7)
+        topk_s, _ = sae_train_step(topk=True, runs=3 if quick else 7)
+        vec_s, _ = sae_train_step(runs=3 if quick else 7, bdec_vector_grad=True)
+        print(json.dumps({"name": "sae_train_step", "median_s": s, "runs": runs, "side": "pytorch", "topk_s": topk_s,
+                          "bdec_vector_grad_s": vec_s}), flush=True)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ public static class BenchCommand
 
         Dictionary<string, JsonObject>? torch = null;
         if (options.Baseline)
-            torch = await RunBaseline(options.TorchDir, options.Python, threads, json ? o : null, o, quick);
+            torch = await RunBaseline(options.TorchDir, options.Python, threads, json ? o : null, o, quick, only);
 
         if (!json) PrintSummary(o, dotnet, torch);
         // The memory check asserts its target: a run that keeps freed memory or leaks tensors fails bench (exit 1).
@@ -162,7 +162,7 @@ public static class BenchCommand
         return s;
     }
 
-    static async Task<Dictionary<string, JsonObject>> RunBaseline(string? torchDir, string? python, int threads, TextWriter? jsonOut, TextWriter o, bool quick = false)
+    static async Task<Dictionary<string, JsonObject>> RunBaseline(string? torchDir, string? python, int threads, TextWriter? jsonOut, TextWriter o, bool quick = false, IReadOnlySet<string>? only = null)
     {
         var root = Doctor.RepoRoot() ?? Directory.GetCurrentDirectory();
         torchDir ??= Path.Combine(root, "artifacts", "pytorch-baseline");
@@ -173,6 +173,7 @@ public static class BenchCommand
         psi.ArgumentList.Add(script);
         psi.ArgumentList.Add(threads.ToString(CultureInfo.InvariantCulture));
         if (quick) psi.ArgumentList.Add("--quick");
+        if (only != null) psi.ArgumentList.Add("--only=" + string.Join(",", only));
         var lib = Path.Combine(torchDir, "usr", "lib", "x86_64-linux-gnu");
         var pkgs = Path.Combine(torchDir, "usr", "lib", "python3", "dist-packages");
         if (Directory.Exists(pkgs))
@@ -223,8 +224,9 @@ public static class BenchCommand
             if (!dotnet.ContainsKey(n)) continue;
             double a = S(dotnet, n), b = torch != null ? S(torch, n) : double.NaN;
             var ratio = double.IsNaN(b) ? "" : (a / b).ToString("0.00", ci) + "×";
-            var target = n == "attn_only_train_step" ? "(tracked)" : "≤ 1.00× PyTorch";
-            var verdict = double.IsNaN(b) || n == "attn_only_train_step" ? "" : a / b <= 1.0 ? "  met" : "  NOT met";
+            double limit = n == SaeBenchmark.Name ? 0.9 : 1.0;   // issue 9: the SAE step faster than PyTorch (≤ 0.9×)
+            var target = n == "attn_only_train_step" ? "(tracked)" : string.Format(ci, "≤ {0:0.00}× PyTorch", limit);
+            var verdict = double.IsNaN(b) || n == "attn_only_train_step" ? "" : a / b <= limit ? "  met" : "  NOT met";
             o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0000} {2,15} {3,7}  {4}{5}", n, a, double.IsNaN(b) ? "-" : b.ToString("0.0000", ci), ratio, target, verdict));
         }
         if (dotnet.ContainsKey("gpt2_small_forward") && dotnet.ContainsKey("gpt2_small_run_with_cache"))
@@ -236,6 +238,20 @@ public static class BenchCommand
         }
         if (dotnet.TryGetValue(GenerationBenchmark.Name, out var gen) && gen["cache_speedup"] is { } su)
             o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0}×{2,23}  ≥ 5× faster{3}", "generate: cache speed-up", su.GetValue<double>(), "", su.GetValue<double>() >= 5 ? "  met" : "  NOT met"));
+        if (dotnet.TryGetValue(SaeBenchmark.Name, out var sae))
+        {
+            JsonObject? ts = null;
+            bool hasTorch = torch != null && torch.TryGetValue(SaeBenchmark.Name, out ts);
+            double topk = sae["topk_s"]!.GetValue<double>(), frac = sae["fraction_of_peak"]!.GetValue<double>();
+            double torchTopk = hasTorch && ts!["topk_s"] is { } tt ? tt.GetValue<double>() : double.NaN;
+            o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0000} {2,15} {3,7}  (tracked)", "sae_train_step topk (k 64)", topk,
+                double.IsNaN(torchTopk) ? "-" : torchTopk.ToString("0.0000", ci), double.IsNaN(torchTopk) ? "" : (topk / torchTopk).ToString("0.00", ci) + "×"));
+            if (hasTorch && ts!["bdec_vector_grad_s"] is { } vg)
+                o.WriteLine(string.Format(ci, "{0,-28} {1,12} {2,15:0.0000} {3,7}  (PyTorch with the library's b_dec gradient, 5 matmuls)", "sae_train_step torch 5-mm", "",
+                    vg.GetValue<double>(), (S(dotnet, SaeBenchmark.Name) / vg.GetValue<double>()).ToString("0.00", ci) + "×"));
+            o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0} GFLOP/s = {2:0%} of the matmul peak measured beside it ({3:0.0} GFLOP/s)  > 50%{4}", "sae_train_step (.NET)",
+                sae["step_gflops"]!.GetValue<double>(), frac, sae["peak_gflops"]!.GetValue<double>(), frac > 0.5 ? "  met" : "  NOT met"));
+        }
         if (dotnet.TryGetValue("matmul_peak", out var mp))
             o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0} GFLOP/s{2}", "matmul_peak 2048² (.NET)", mp["gflops"]!.GetValue<double>(),
                 torch != null && torch.TryGetValue("matmul_peak", out var tp) ? string.Format(ci, "   PyTorch {0:0.0} GFLOP/s", tp["gflops"]!.GetValue<double>()) : ""));
