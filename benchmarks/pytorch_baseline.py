@@ -329,9 +329,11 @@ def dpo_step(warmup=1, runs=5):
     return median_seconds(step, warmup, runs), runs
 
 
-def sae_train_step(topk=False, warmup=2, runs=5):
+def sae_train_step(topk=False, warmup=2, runs=5, bdec_vector_grad=False):
     """Standard SAE (d_in 512, d_sae 4096, batch 2048): x - b_dec, addmm encoder, ReLU, addmm decoder, MSE summed over
-    d_in + L1 scaled by decoder row norms (SAELens' standard training SAE), backward, Adam. topk: TopK (k 64) instead, no L1."""
+    d_in + L1 scaled by decoder row norms (SAELens' standard training SAE), backward, Adam. topk: TopK (k 64) instead, no L1.
+    bdec_vector_grad: the same values, but b_dec's gradient through the encoder comes from a vector product (as the .NET
+    library computes it) instead of autograd's gradient of the whole input x - b_dec (one matmul fewer)."""
     torch.manual_seed(0)
     d_in, d_sae, n = 512, 4096, 2048
     w_dec = torch.empty(d_sae, d_in).uniform_(-math.sqrt(6 / d_in), math.sqrt(6 / d_in))
@@ -344,7 +346,11 @@ def sae_train_step(topk=False, warmup=2, runs=5):
 
     def step():
         opt.zero_grad()
-        pre = torch.addmm(b_enc, x - b_dec, W_enc)
+        if bdec_vector_grad:
+            shift = b_dec.detach() - b_dec                      # zero; carries b_dec's gradient
+            pre = torch.addmm(b_enc + shift @ W_enc.detach(), x - b_dec.detach(), W_enc)
+        else:
+            pre = torch.addmm(b_enc, x - b_dec, W_enc)
         if topk:
             v, i = pre.topk(64, dim=-1, sorted=False)
             acts = torch.zeros_like(pre).scatter(-1, i, v.relu())
@@ -400,7 +406,9 @@ def main():
     if want("sae_train_step"):
         s, runs = sae_train_step(runs=3 if quick else 7)
         topk_s, _ = sae_train_step(topk=True, runs=3 if quick else 7)
-        emit({"name": "sae_train_step", "median_s": s, "runs": runs, "side": "pytorch", "topk_s": topk_s})
+        vec_s, _ = sae_train_step(runs=3 if quick else 7, bdec_vector_grad=True)
+        emit({"name": "sae_train_step", "median_s": s, "runs": runs, "side": "pytorch", "topk_s": topk_s,
+              "bdec_vector_grad_s": vec_s})
 
 
 if __name__ == "__main__":

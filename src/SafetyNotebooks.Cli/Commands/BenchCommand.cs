@@ -237,8 +237,9 @@ public static class BenchCommand
             if (!dotnet.ContainsKey(n)) continue;
             double a = S(dotnet, n), b = torch != null ? S(torch, n) : double.NaN;
             var ratio = double.IsNaN(b) ? "" : (a / b).ToString("0.00", ci) + "×";
-            var target = n == "attn_only_train_step" ? "(tracked)" : "≤ 1.00× PyTorch";
-            var verdict = double.IsNaN(b) || n == "attn_only_train_step" ? "" : a / b <= 1.0 ? "  met" : "  NOT met";
+            double limit = n == SaeBenchmark.Name ? 0.9 : 1.0;   // issue 9: the SAE step faster than PyTorch (≤ 0.9×)
+            var target = n == "attn_only_train_step" ? "(tracked)" : string.Format(ci, "≤ {0:0.00}× PyTorch", limit);
+            var verdict = double.IsNaN(b) || n == "attn_only_train_step" ? "" : a / b <= limit ? "  met" : "  NOT met";
             o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0000} {2,15} {3,7}  {4}{5}", n, a, double.IsNaN(b) ? "-" : b.ToString("0.0000", ci), ratio, target, verdict));
         }
         if (dotnet.TryGetValue("gpt2_small_cache_overhead", out var co))
@@ -250,6 +251,20 @@ public static class BenchCommand
         }
         if (dotnet.TryGetValue(GenerationBenchmark.Name, out var gen) && gen["cache_speedup"] is { } su)
             o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0}×{2,23}  ≥ 5× faster{3}", "generate: cache speed-up", su.GetValue<double>(), "", su.GetValue<double>() >= 5 ? "  met" : "  NOT met"));
+        if (dotnet.TryGetValue(SaeBenchmark.Name, out var sae))
+        {
+            JsonObject? ts = null;
+            bool hasTorch = torch != null && torch.TryGetValue(SaeBenchmark.Name, out ts);
+            double topk = sae["topk_s"]!.GetValue<double>(), frac = sae["fraction_of_peak"]!.GetValue<double>();
+            double torchTopk = hasTorch && ts!["topk_s"] is { } tt ? tt.GetValue<double>() : double.NaN;
+            o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0000} {2,15} {3,7}  (tracked)", "sae_train_step topk (k 64)", topk,
+                double.IsNaN(torchTopk) ? "-" : torchTopk.ToString("0.0000", ci), double.IsNaN(torchTopk) ? "" : (topk / torchTopk).ToString("0.00", ci) + "×"));
+            if (hasTorch && ts!["bdec_vector_grad_s"] is { } vg)
+                o.WriteLine(string.Format(ci, "{0,-28} {1,12} {2,15:0.0000} {3,7}  (PyTorch with the library's b_dec gradient, 5 matmuls)", "sae_train_step torch 5-mm", "",
+                    vg.GetValue<double>(), (S(dotnet, SaeBenchmark.Name) / vg.GetValue<double>()).ToString("0.00", ci) + "×"));
+            o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0} GFLOP/s = {2:0%} of the matmul peak measured beside it ({3:0.0} GFLOP/s)  > 50%{4}", "sae_train_step (.NET)",
+                sae["step_gflops"]!.GetValue<double>(), frac, sae["peak_gflops"]!.GetValue<double>(), frac > 0.5 ? "  met" : "  NOT met"));
+        }
         if (dotnet.TryGetValue("matmul_peak", out var mp))
             o.WriteLine(string.Format(ci, "{0,-28} {1,12:0.0} GFLOP/s{2}", "matmul_peak 2048² (.NET)", mp["gflops"]!.GetValue<double>(),
                 torch != null && torch.TryGetValue("matmul_peak", out var tp) ? string.Format(ci, "   PyTorch {0:0.0} GFLOP/s", tp["gflops"]!.GetValue<double>()) : ""));

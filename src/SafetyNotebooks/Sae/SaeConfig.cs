@@ -29,6 +29,18 @@ public enum SaeNormalization
     ExpectedAverageOnlyIn,
 }
 
+/// <summary>How b_dec is set before training (SAELens' <c>b_dec_init_method</c>; <see cref="SaeConfig.BDecInitName"/> gives the strings).</summary>
+public enum SaeBDecInit
+{
+    /// <summary><c>zeros</c>: b_dec stays 0.</summary>
+    Zeros,
+    /// <summary><c>mean</c>: the mean of a sample of training activations.</summary>
+    Mean,
+    /// <summary><c>geometric_median</c>: the point minimizing the summed Euclidean distance to a sample of training activations
+    /// (Weiszfeld iterations, <see cref="SparseAutoencoder.GeometricMedian"/>), robust to outlier activations.</summary>
+    GeometricMedian,
+}
+
 /// <summary>
 /// Configuration of a <see cref="SparseAutoencoder"/>. Property names are SAELens' in .NET casing; the saved cfg.json
 /// uses SAELens' snake_case (<c>d_in</c>, <c>d_sae</c>, <c>architecture</c>, <c>dtype</c>, <c>apply_b_dec_to_input</c>,
@@ -67,6 +79,12 @@ public sealed record SaeConfig
     public double TopKThresholdLr { get; init; } = 0.01;
     /// <summary>Initial decoder row norm (<c>decoder_init_norm</c>, Anthropic's "heuristic" initialization); null keeps Kaiming-uniform norms. Default 0.1.</summary>
     public double? DecoderInitNorm { get; init; } = 0.1;
+    /// <summary>
+    /// How b_dec is initialized (<c>b_dec_init_method</c>): zeros (default), the mean or the geometric median of training
+    /// activations. <see cref="SparseAutoencoder.InitializeBDec"/> applies it to a sample; otherwise <see cref="SaeTrainingObjective"/>
+    /// applies it to the first training batch.
+    /// </summary>
+    public SaeBDecInit BDecInitMethod { get; init; } = SaeBDecInit.Zeros;
     /// <summary>Seed for the initial weights; null draws from the current torch generator.</summary>
     public long? Seed { get; init; }
 
@@ -82,6 +100,27 @@ public sealed record SaeConfig
         SaeArchitecture.JumpReLU => "jumprelu",
         SaeArchitecture.Gated => "gated",
         _ => throw new ArgumentOutOfRangeException(nameof(a)),
+    };
+
+    /// <summary>SAELens' <c>b_dec_init_method</c> string: zeros, mean, geometric_median.</summary>
+    public string BDecInitName => NameOf(BDecInitMethod);
+
+    /// <summary>SAELens' string for a b_dec initialization.</summary>
+    public static string NameOf(SaeBDecInit m) => m switch
+    {
+        SaeBDecInit.Zeros => "zeros",
+        SaeBDecInit.Mean => "mean",
+        SaeBDecInit.GeometricMedian => "geometric_median",
+        _ => throw new ArgumentOutOfRangeException(nameof(m)),
+    };
+
+    /// <summary>Parses SAELens' <c>b_dec_init_method</c> string; unknown names throw, listing the valid ones.</summary>
+    public static SaeBDecInit ParseBDecInit(string name) => name.ToLowerInvariant() switch
+    {
+        "zeros" => SaeBDecInit.Zeros,
+        "mean" => SaeBDecInit.Mean,
+        "geometric_median" => SaeBDecInit.GeometricMedian,
+        _ => throw new ArgumentException($"Unknown b_dec_init_method '{name}'; use one of zeros, mean, geometric_median."),
     };
 
     /// <summary>Parses SAELens' <c>architecture</c> string (case-insensitive); unknown names throw, listing the valid ones.</summary>

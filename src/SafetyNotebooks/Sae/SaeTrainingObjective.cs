@@ -140,12 +140,14 @@ public sealed class SaeTrainingObjective : ITrainingObjective<Tensor>
         bool training = Sae.training && is_grad_enabled();
         long n = batch.shape[0];
         var x = batch.dtype == cfg.DType ? batch : batch.to_type(cfg.DType);
+        if (training && cfg.BDecInitMethod != SaeBDecInit.Zeros && !Sae.BDecInitialized)
+            Sae.InitializeBDec(x);                                              // b_dec_init_method on the first batch, unless set from a sample before
         var sae_in = Sae.ScalingFactor is { } s ? x * s : x;                    // SAELens compares in the scaled space
         Tensor? dead = null;
         if (cfg.Architecture is SaeArchitecture.TopK or SaeArchitecture.BatchTopK)
             dead = DeadFeatures();                                              // before this step's update, as SAELens
 
-        var enc = Sae.EncodeWithHiddenPre(x);
+        var enc = Sae.EncodeWithHiddenPre(x, hiddenPreNeeded: cfg.Architecture != SaeArchitecture.Standard);
         var acts = enc.FeatureActs;
         var sae_out = Sae.DecodeScaled(acts);
         var mse = nn.functional.mse_loss(sae_out, sae_in, nn.Reduction.Sum) / n;
@@ -200,8 +202,9 @@ public sealed class SaeTrainingObjective : ITrainingObjective<Tensor>
 
         using (no_grad())
         {
-            var firing = acts.detach().ne(0);
-            metrics["metrics/l0"] = firing.sum(-1, type: ScalarType.Float32).mean();
+            // One pass over [n, d_sae] for both the per-feature counts and L0 (mean over rows of Σ_features = Σ counts / n).
+            var counts = acts.detach().ne(0).sum(0, type: ScalarType.Float32);
+            metrics["metrics/l0"] = counts.sum() / n;
             var perTokenL2 = (sae_out.detach() - sae_in).pow(2).sum(-1);
             var totalVariance = (sae_in - sae_in.mean(new long[] { 0 })).pow(2).sum(-1);
             metrics["metrics/explained_variance"] = 1 - perTokenL2.mean() / totalVariance.mean();
@@ -209,7 +212,6 @@ public sealed class SaeTrainingObjective : ITrainingObjective<Tensor>
             if (training)
             {
                 if ((Step + 1) % Options.FeatureSamplingWindow == 0) { _actFreq.zero_(); _samplesInWindow = 0; }
-                var counts = firing.sum(0, type: ScalarType.Float32);
                 _sinceFired.add_(1).masked_fill_(counts.gt(0), 0);
                 _actFreq.add_(counts);
                 _samplesInWindow += n;

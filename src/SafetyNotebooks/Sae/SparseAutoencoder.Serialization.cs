@@ -67,6 +67,7 @@ public sealed partial class SparseAutoencoder
             ["apply_b_dec_to_input"] = Cfg.ApplyBDecToInput,
             ["normalize_activations"] = ScalingFactor is null && Cfg.NormalizeActivations == SaeNormalization.ExpectedAverageOnlyIn ? "expected_average_only_in" : "none",
             ["reshape_activations"] = Cfg.HookName is { } h && h.EndsWith("hook_z", StringComparison.Ordinal) ? "hook_z" : "none",
+            ["b_dec_init_method"] = Cfg.BDecInitName,
         };
         if (architecture == SaeArchitecture.TopK)
         {
@@ -152,6 +153,7 @@ public sealed partial class SparseAutoencoder
                 var target = name == "topk_threshold" ? sae.topk_threshold! : sae.named_parameters().First(p => p.name == name).parameter;
                 target.copy_(t.to_type(target.dtype));
             }
+            sae.BDecInitialized = true;   // trained weights: never re-initialize b_dec from data
             return sae;
         }
         catch
@@ -256,6 +258,12 @@ public sealed partial class SparseAutoencoder
             catch (Exception e) when (e is FormatException or InvalidOperationException)
             { throw new InvalidDataException($"{cfgPath}: \"rescale_acts_by_decoder_norm\" is {rs.ToJsonString()}; it must be true or false.", e); }
         }
+        var bDecInit = SaeBDecInit.Zeros;
+        if (Str("b_dec_init_method") is { } bdi)
+        {
+            try { bDecInit = SaeConfig.ParseBDecInit(bdi); }
+            catch (ArgumentException) { throw new InvalidDataException($"{cfgPath}: \"b_dec_init_method\" is \"{bdi}\"; use one of zeros, mean, geometric_median."); }
+        }
         int? headIndex = null;
         if ((Field("hook_head_index") ?? Field("hook_point_head_index")) is { } hi && hi.GetValueKind() == JsonValueKind.Number) headIndex = hi.GetValue<int>();
         var cfg = new SaeConfig
@@ -272,6 +280,7 @@ public sealed partial class SparseAutoencoder
             HookHeadIndex = headIndex,
             ModelName = Str("model_name"),
             DecoderInitNorm = null,
+            BDecInitMethod = bDecInit,
         };
         try { cfg.Validate(); }
         catch (ArgumentException e) { throw new InvalidDataException($"{cfgPath}: {e.Message}", e); }

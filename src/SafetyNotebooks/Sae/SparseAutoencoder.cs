@@ -169,12 +169,36 @@ public sealed partial class SparseAutoencoder : nn.Module<Tensor, Tensor>
     /// </summary>
     public Tensor ProcessSaeIn(Tensor x)
     {
+        var (sae_in, _) = EncoderInput(x, forTraining: false);
+        return sae_in;
+    }
+
+    /// <summary>
+    /// <see cref="ProcessSaeIn"/> for the encoder. When <paramref name="forTraining"/>, b_dec needs a gradient and the input does
+    /// not (training on stored activations), the input is centred on a detached b_dec, and b_dec's gradient flows through the
+    /// second result instead: the zero vector <c>b_dec.detach() − b_dec</c>, which <see cref="EncoderAffine"/> multiplies by the
+    /// detached encoder weights and adds to the encoder bias. Same values as <c>(x − b_dec) W + b</c>, bit for bit; the gradients are the same
+    /// formulas, but b_dec's is <c>−(Σₙ ∂L/∂pre) W_encᵀ</c>, one [d_sae]·[d_sae, d_in] product, instead of autograd's gradient of
+    /// the whole [n, d_in] input (an n·d_sae·d_in matmul: a sixth of an SAE training step's FLOPs).
+    /// </summary>
+    (Tensor SaeIn, Tensor? BDecShift) EncoderInput(Tensor x, bool forTraining)
+    {
         CheckInput(x);
         var sae_in = x.dtype == Cfg.DType ? x : x.to_type(Cfg.DType);
         sae_in = Hook("hook_sae_input", sae_in);
         if (ScalingFactor is { } s) sae_in = sae_in * s;
-        return Cfg.ApplyBDecToInput ? sae_in - b_dec : sae_in;
+        if (!Cfg.ApplyBDecToInput) return (sae_in, null);
+        if (forTraining && b_dec.requires_grad && is_grad_enabled() && !sae_in.requires_grad)
+        {
+            var bDec = b_dec.detach();
+            return (sae_in - bDec, bDec - b_dec);
+        }
+        return (sae_in - b_dec, null);
     }
+
+    /// <summary>The encoder's <c>sae_in W + b</c>, with b_dec's gradient path from <see cref="EncoderInput"/> folded into the bias.</summary>
+    static Tensor EncoderAffine(Tensor sae_in, Tensor w, Tensor b, Tensor? bDecShift) =>
+        Affine(sae_in, w, bDecShift is null ? b : b + bDecShift.matmul(w.detach()));
 
     void CheckInput(Tensor x)
     {
@@ -186,28 +210,35 @@ public sealed partial class SparseAutoencoder : nn.Module<Tensor, Tensor>
     public Tensor Encode(Tensor x) => EncodeWithHiddenPre(x).FeatureActs;
 
     /// <summary>Encodes and also returns the pre-activations the training losses need (SAELens' <c>encode_with_hidden_pre</c>).</summary>
-    public SaeEncoding EncodeWithHiddenPre(Tensor x)
+    public SaeEncoding EncodeWithHiddenPre(Tensor x) => EncodeWithHiddenPre(x, hiddenPreNeeded: true);
+
+    /// <summary>
+    /// <see cref="EncodeWithHiddenPre(Tensor)"/>; with <paramref name="hiddenPreNeeded"/> false (the standard SAE's training loss,
+    /// which never reads the pre-activations) and no hook on <c>hook_sae_acts_pre</c>, the ReLU runs in place on the encoder's
+    /// output, saving one [n, d_sae] tensor per step, and <see cref="SaeEncoding.HiddenPre"/> is the activations.
+    /// </summary>
+    internal SaeEncoding EncodeWithHiddenPre(Tensor x, bool hiddenPreNeeded)
     {
-        var sae_in = ProcessSaeIn(x);
+        var (sae_in, shift) = EncoderInput(x, forTraining: true);
         switch (Cfg.Architecture)
         {
             case SaeArchitecture.Gated:
             {
-                var gatePre = Affine(sae_in, W_enc, b_gate!);
+                var gatePre = EncoderAffine(sae_in, W_enc, b_gate!, shift);
                 var active = gatePre.gt(0).to_type(gatePre.dtype);
-                var magPre = Hook("hook_sae_acts_pre", Affine(sae_in, W_enc * r_mag!.exp(), b_mag!));
+                var magPre = Hook("hook_sae_acts_pre", EncoderAffine(sae_in, W_enc * r_mag!.exp(), b_mag!, shift));
                 var acts = Hook("hook_sae_acts_post", active * nn.functional.relu(magPre));
                 return new SaeEncoding(acts, magPre, gatePre);
             }
             case SaeArchitecture.JumpReLU:
             {
-                var pre = Hook("hook_sae_acts_pre", Affine(sae_in, W_enc, b_enc!));
+                var pre = Hook("hook_sae_acts_pre", EncoderAffine(sae_in, W_enc, b_enc!, shift));
                 return new SaeEncoding(Hook("hook_sae_acts_post", JumpReLU(pre, threshold!, Cfg.JumpReLUBandwidth)), pre);
             }
             case SaeArchitecture.TopK:
             case SaeArchitecture.BatchTopK:
             {
-                var pre = Hook("hook_sae_acts_pre", Affine(sae_in, W_enc, b_enc!));
+                var pre = Hook("hook_sae_acts_pre", EncoderAffine(sae_in, W_enc, b_enc!, shift));
                 if (Cfg.RescaleActsByDecoderNorm) pre = pre * DecoderNorms();
                 Tensor acts;
                 if (Cfg.Architecture == SaeArchitecture.TopK) acts = TopK(pre, (int)Cfg.K);
@@ -217,7 +248,12 @@ public sealed partial class SparseAutoencoder : nn.Module<Tensor, Tensor>
             }
             default:
             {
-                var pre = Hook("hook_sae_acts_pre", Affine(sae_in, W_enc, b_enc!));
+                var pre = Hook("hook_sae_acts_pre", EncoderAffine(sae_in, W_enc, b_enc!, shift));
+                if (!hiddenPreNeeded && (_hooksOff || !_hookPoints["hook_sae_acts_pre"].HasHooks))
+                {
+                    var inPlace = Hook("hook_sae_acts_post", pre.relu_());   // addmm's backward does not read its output
+                    return new SaeEncoding(inPlace, inPlace);
+                }
                 return new SaeEncoding(Hook("hook_sae_acts_post", nn.functional.relu(pre)), pre);
             }
         }
@@ -383,6 +419,66 @@ public sealed partial class SparseAutoencoder : nn.Module<Tensor, Tensor>
         }
         ScalingFactor = null;
         Cfg = Cfg with { NormalizeActivations = SaeNormalization.None };
+    }
+
+    /// <summary>
+    /// True once b_dec holds its initial value from data (<see cref="InitializeBDec"/>) or from a file (<see cref="Load"/>);
+    /// <see cref="SaeTrainingObjective"/> then leaves it alone.
+    /// </summary>
+    public bool BDecInitialized { get; private set; }
+
+    /// <summary>
+    /// Sets b_dec from a sample of training activations <c>[n, d_in]</c> as <see cref="SaeConfig.BDecInitMethod"/> says
+    /// (SAELens' <c>b_dec_init_method</c>): zeros; the mean; or the geometric median (<see cref="GeometricMedian"/>, 100 Weiszfeld
+    /// iterations as SAELens). The activations are scaled by <see cref="ScalingFactor"/> first (b_dec lives in the SAE's input space).
+    /// SAELens uses its activation store's whole buffer; pass a few thousand rows for a stable estimate.
+    /// </summary>
+    public void InitializeBDec(Tensor activations)
+    {
+        ArgumentNullException.ThrowIfNull(activations);
+        CheckInput(activations);
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var x = activations.reshape(-1, Cfg.DIn).to_type(ScalarType.Float64);
+        if (x.shape[0] == 0) throw new ArgumentException("InitializeBDec got no rows; pass a sample of training activations [n, d_in].", nameof(activations));
+        if (ScalingFactor is { } s) x = x * s;
+        var value = Cfg.BDecInitMethod switch
+        {
+            SaeBDecInit.Zeros => zeros(Cfg.DIn, dtype: ScalarType.Float64),
+            SaeBDecInit.Mean => x.mean(new long[] { 0 }),
+            _ => GeometricMedian(x),
+        };
+        b_dec.copy_(value.to_type(b_dec.dtype));
+        BDecInitialized = true;
+    }
+
+    /// <summary>
+    /// The geometric median of <paramref name="points"/> <c>[n, d]</c>: the point m minimizing Σᵢ ‖pᵢ − m‖. Weiszfeld's
+    /// algorithm as SAELens' <c>compute_geometric_median</c>: start at the mean; repeat m ← Σ wᵢpᵢ / Σ wᵢ with
+    /// wᵢ = 1 / max(‖pᵢ − m‖, <paramref name="eps"/>) until the objective improves by at most <paramref name="ftol"/> of itself
+    /// or <paramref name="maxIter"/> iterations. Computed in float64; returns <c>[d]</c> in the points' dtype.
+    /// </summary>
+    public static Tensor GeometricMedian(Tensor points, int maxIter = 100, double eps = 1e-6, double ftol = 1e-20)
+    {
+        ArgumentNullException.ThrowIfNull(points);
+        if (points.dim() != 2 || points.shape[0] == 0)
+            throw new ArgumentException($"GeometricMedian takes points [n, d] with n ≥ 1, got [{string.Join(", ", points.shape)}].", nameof(points));
+        if (maxIter < 0 || !(eps > 0)) throw new ArgumentException("GeometricMedian needs maxIter ≥ 0 and eps > 0.");
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var p = points.to_type(ScalarType.Float64);
+        var median = p.mean(new long[] { 0 });
+        double Objective(Tensor m) => (p - m).pow(2).sum(1).sqrt().sum().item<double>();
+        double obj = Objective(median);
+        for (int it = 0; it < maxIter; it++)
+        {
+            var w = (p - median).pow(2).sum(1).sqrt().clamp_min(eps).reciprocal();
+            median = (p * w.unsqueeze(1)).sum(new long[] { 0 }) / w.sum();   // not sum(0): a literal 0 binds to sum(ScalarType)
+            double prev = obj;
+            obj = Objective(median);
+            if (Math.Abs(prev - obj) <= ftol * obj) break;
+        }
+        return median.to_type(points.dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>BatchTopK: moves the global threshold towards the smallest positive activation of the batch
